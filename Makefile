@@ -1,0 +1,32 @@
+# The two README commands: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast lint clean
+
+setup: $(STAMP)
+
+# torch first, pinned to the CPU wheel (stack.md T1); then the project with its dev extras.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q "torch>=2.4,<2.14"
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m nas.cli demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m 'not heavy'
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check nas tests && $(VENV)/bin/ruff format --check nas tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache

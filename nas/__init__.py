@@ -1,0 +1,1 @@
+"""nas: design-space explorer."""

@@ -1,0 +1,26 @@
+"""User-facing errors: one line naming the file, the key path, what was found and what is allowed."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["SpaceError", "UserError", "did_you_mean"]
+
+
+class UserError(ValueError):
+    """Bad external input (YAML, flags, paths, data). The CLI prints it as one line, exit code 2."""
+
+
+class SpaceError(UserError):
+    """An invalid design-space (or runner) file: ``<file>: <key path>: <message>``."""
+
+    def __init__(self, source: str, key_path: str, message: str):
+        self.source, self.key_path, self.message = source, key_path, message
+        super().__init__(f"{source}: {key_path}: {message}")
+
+
+def did_you_mean(word: object, choices: Iterable[object]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,130 @@
+"""A tiny, safe expression language for derived values in design spaces.
+
+``derive: "min(5, kernel - 2) if mixer != 'dynamic' else 0"`` — numbers, strings, booleans, names
+of other dimensions, arithmetic, comparisons, ``and/or/not``, ``x if c else y``, ``in`` and the
+functions below. Nothing else is evaluated (no attributes, no subscripts, no imports).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["ExprError", "Expr"]
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "int": int,
+    "float": float,
+    "round": round,
+    "len": len,
+    "sum": sum,
+    "ceil": math.ceil,
+    "floor": math.floor,
+    "log2": math.log2,
+}
+_BINOPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_CMPOPS = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
+_UNOPS = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
+
+
+class ExprError(ValueError):
+    """An expression that cannot be parsed or evaluated."""
+
+
+class Expr:
+    """A parsed expression; ``names`` are the dimensions it reads."""
+
+    def __init__(self, source: str):
+        if not isinstance(source, str) or not source.strip():
+            raise ExprError(f"expected a non-empty expression string, got {source!r}")
+        self.source = source
+        try:
+            self._tree = ast.parse(source, mode="eval").body
+        except SyntaxError as e:
+            raise ExprError(f"invalid expression {source!r}: {e.msg}") from None
+        self.names: frozenset[str] = frozenset(self._collect(self._tree))
+
+    def _collect(self, node: ast.AST):
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+                name = getattr(node.func, "id", ast.unparse(node.func))
+                raise ExprError(f"unknown function {name!r} in {self.source!r}; allowed: {sorted(FUNCTIONS)}")
+            if node.keywords:
+                raise ExprError(f"keyword arguments are not allowed in {self.source!r}")
+            for a in node.args:
+                yield from self._collect(a)
+        elif isinstance(node, ast.Name):
+            if node.id not in ("True", "False", "None"):
+                yield node.id
+        elif isinstance(node, ast.Constant):
+            return
+        elif isinstance(node, (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.List, ast.Tuple)):
+            for child in ast.iter_child_nodes(node):
+                if not isinstance(child, (ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)):
+                    yield from self._collect(child)
+        else:
+            raise ExprError(f"unsupported syntax {type(node).__name__} in {self.source!r}")
+
+    def __call__(self, env: Mapping[str, Any]) -> Any:
+        try:
+            return self._eval(self._tree, env)
+        except ExprError:
+            raise
+        except Exception as e:  # arithmetic on the user's values: report, never crash
+            raise ExprError(f"{self.source!r} failed: {type(e).__name__}: {e}") from None
+
+    def _eval(self, node: ast.AST, env: Mapping[str, Any]) -> Any:
+        ev = self._eval
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id in ("True", "False", "None"):
+                return {"True": True, "False": False, "None": None}[node.id]
+            if node.id not in env:
+                raise ExprError(f"{self.source!r}: {node.id!r} has no value here")
+            return env[node.id]
+        if isinstance(node, ast.BinOp):
+            return _BINOPS[type(node.op)](ev(node.left, env), ev(node.right, env))
+        if isinstance(node, ast.UnaryOp):
+            return _UNOPS[type(node.op)](ev(node.operand, env))
+        if isinstance(node, ast.BoolOp):
+            values = (ev(v, env) for v in node.values)
+            return all(values) if isinstance(node.op, ast.And) else any(values)
+        if isinstance(node, ast.Compare):
+            left = ev(node.left, env)
+            for op, right_node in zip(node.ops, node.comparators):
+                right = ev(right_node, env)
+                if not _CMPOPS[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, ast.IfExp):
+            return ev(node.body, env) if ev(node.test, env) else ev(node.orelse, env)
+        if isinstance(node, (ast.List, ast.Tuple)):
+            return [ev(e, env) for e in node.elts]
+        if isinstance(node, ast.Call):
+            return FUNCTIONS[node.func.id](*(ev(a, env) for a in node.args))
+        raise ExprError(f"unsupported syntax {type(node).__name__} in {self.source!r}")

@@ -1,0 +1,375 @@
+"""YAML mapping -> ``Space``: every check that can name a key path lives here.
+
+Each error is one ``SpaceError(file, key_path, message)``; nothing here raises anything else for
+bad input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nas.candidate import STAGE_FIELDS, Candidate, CandidateError, load_candidate
+from nas.columns import COLUMNS, COST_COLUMNS
+from nas.errors import SpaceError, did_you_mean
+from nas.expr import Expr, ExprError
+from nas.space import _CHECKS, FREE_KEYS, STAGE_KEYS, Dim, Space
+
+__all__ = ["parse_space", "DATASETS", "DATA_KEYS", "TRAIN_KEYS"]
+
+TOP_KEYS = ("name", "description", "base", "stages", "data", "train", "objectives", "constraints", "sampler", "space")
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+KINDS = ("choice", "int", "float", "derive", "fixed")
+DIM_OPTIONS = ("when", "tie", "step", "log")
+DATASETS = {"digits": 10, "cifar10": 10, "synthetic": 10, "imagefolder": None}
+_NUM = (int, float)
+DATA_KEYS: dict[str, tuple] = {
+    "dataset": (str,),
+    "image_size": (int,),
+    "path": (str,),
+    "num_classes": (int,),
+    "val_fraction": _NUM,
+    "seed": (int,),
+    "limit": (int,),
+}
+TRAIN_KEYS: dict[str, tuple] = {
+    "epochs": (int,),
+    "batch_size": (int,),
+    "lr": _NUM,
+    "min_lr": _NUM,
+    "weight_decay": _NUM,
+    "warmup_epochs": _NUM,
+    "label_smoothing": _NUM,
+    "grad_clip": _NUM,
+    "seed": (int,),
+    "device": (str,),
+    "amp": (bool,),
+    "channels_last": (bool,),
+    "aux_weight": _NUM,
+}
+
+
+def parse_space(data: Any, *, source: str, root: Path | None) -> Space:
+    err = _Err(source)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        err("<root>", f"expected a mapping with keys {list(TOP_KEYS)}, got {type(data).__name__}")
+    for key in data:
+        if key not in TOP_KEYS:
+            err(str(key), f"unknown top-level key{did_you_mean(key, TOP_KEYS)}; allowed: {list(TOP_KEYS)}")
+    name = data.get("name") or (Path(source).stem if source != "<space>" else "space")
+    if not isinstance(name, str):
+        err("name", f"expected a string, got {name!r}")
+    dataset = _section(err, "data", data.get("data"), DATA_KEYS)
+    if "dataset" in dataset and dataset["dataset"] not in DATASETS:
+        err("data.dataset", f"unknown data set {dataset['dataset']!r}{did_you_mean(dataset['dataset'], DATASETS)}; allowed: {list(DATASETS)}")
+    train = _section(err, "train", data.get("train"), TRAIN_KEYS)
+    base = _base(err, data.get("base"), dataset, root)
+    stages = data.get("stages", base.num_stages)
+    if not isinstance(stages, int) or isinstance(stages, bool) or stages < 1:
+        err("stages", f"expected an integer >= 1, got {stages!r}")
+    objectives = _objectives(err, data.get("objectives"))
+    constraints = _constraints(err, data.get("constraints"))
+    sampler = data.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        err("sampler", f"unknown sampler {sampler!r}{did_you_mean(sampler, SAMPLERS)}; allowed: {list(SAMPLERS)}")
+    raw = data.get("space") or {}
+    if not isinstance(raw, Mapping):
+        err("space", f"expected a mapping of dimensions, got {type(raw).__name__}")
+    dims = _Dims(err, stages)
+    dims.parse(raw)
+    return Space(
+        name=name,
+        dims=dims.ordered(),
+        base=base,
+        stages=stages,
+        data=dataset,
+        train=train,
+        objectives=objectives,
+        constraints=constraints,
+        sampler=sampler,
+        description=str(data.get("description", "")),
+        source=source,
+    )
+
+
+class _Err:
+    def __init__(self, source: str):
+        self.source = source
+
+    def __call__(self, key_path: str, message: str):
+        raise SpaceError(self.source, key_path, message)
+
+
+def _type_name(types: tuple) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[types[-1]]
+
+
+def _section(err: _Err, name: str, value: Any, schema: dict[str, tuple]) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        err(name, f"expected a mapping with keys {list(schema)}, got {type(value).__name__}")
+    for key, v in value.items():
+        if key not in schema:
+            err(f"{name}.{key}", f"unknown key{did_you_mean(key, schema)}; allowed: {list(schema)}")
+        ok = isinstance(v, schema[key]) and not (isinstance(v, bool) and bool not in schema[key])
+        if not ok:
+            err(f"{name}.{key}", f"expected {_type_name(schema[key])}, got {v!r}")
+    return dict(value)
+
+
+def _base(err: _Err, value: Any, dataset: dict, root: Path | None) -> Candidate:
+    overrides = {"image_size": dataset.get("image_size"), "num_classes": dataset.get("num_classes")}
+    if overrides["num_classes"] is None and dataset.get("dataset") in DATASETS:
+        overrides["num_classes"] = DATASETS[dataset["dataset"]]
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        if value is None:
+            return Candidate.from_params(overrides)
+        if isinstance(value, str):
+            path = Path(value)
+            if not path.is_absolute() and root is not None and not path.exists():
+                path = root / value
+            base = load_candidate(path)
+        elif isinstance(value, Mapping):
+            base = Candidate.from_dict(value)
+        else:
+            err("base", f"expected a candidate YAML path or a mapping of candidate fields, got {value!r}")
+        return Candidate.from_params(overrides, base=base)
+    except CandidateError as e:
+        err("base", str(e))
+
+
+def _objectives(err: _Err, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not value:
+        err("objectives", f"expected a non-empty mapping column: max|min, got {value!r}")
+    for col, sense in value.items():
+        if col not in COLUMNS:
+            err(f"objectives.{col}", f"unknown column{did_you_mean(col, COLUMNS)}; allowed: {list(COLUMNS)}")
+        if sense not in ("max", "min"):
+            err(f"objectives.{col}", f"expected 'max' or 'min', got {sense!r}")
+    return dict(value)
+
+
+def _constraints(err: _Err, value: Any) -> dict[str, tuple]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        err("constraints", f"expected a mapping column: [lo, hi], got {value!r}")
+    out = {}
+    for col, window in value.items():
+        key = f"constraints.{col}"
+        if col not in COST_COLUMNS:
+            err(key, f"unknown cost column{did_you_mean(col, COST_COLUMNS)}; constraints are checked before training on: {list(COST_COLUMNS)}")
+        if not isinstance(window, list) or len(window) != 2 or not all(v is None or _num(v) for v in window):
+            err(key, f"expected [lo, hi] (numbers, or null for unbounded), got {window!r}")
+        lo, hi = window
+        if lo is not None and hi is not None and lo > hi:
+            err(key, f"contradicting bounds: lo {lo} > hi {hi}; no candidate can satisfy it")
+        if hi is not None and hi < 0:
+            err(key, f"contradicting bounds: hi {hi} < 0, and {col} is never negative")
+        out[col] = (lo, hi)
+    return out
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class _Dims:
+    """Collects dimensions, resolves the names in ``when:``/``derive:``, orders them."""
+
+    def __init__(self, err: _Err, stages: int):
+        self.err, self.stages = err, stages
+        self.specs: list[tuple[str, str, Any, int | None, str]] = []  # name, key_path, spec, stage, check key
+
+    def parse(self, raw: Mapping) -> None:
+        for key, spec in raw.items():
+            if key == "stage":
+                self._stage(spec)
+            elif key == "train":
+                if not isinstance(spec, Mapping):
+                    self.err("space.train", f"expected a mapping of training settings, got {spec!r}")
+                for tkey, tspec in spec.items():
+                    if tkey not in TRAIN_KEYS:
+                        self.err(f"space.train.{tkey}", f"unknown training setting{did_you_mean(tkey, TRAIN_KEYS)}; allowed: {list(TRAIN_KEYS)}")
+                    self.specs.append((f"train.{tkey}", f"space.train.{tkey}", tspec, None, f"train.{tkey}"))
+            elif key == "vars":
+                if not isinstance(spec, Mapping):
+                    self.err("space.vars", f"expected a mapping of helper variables, got {spec!r}")
+                for vkey, vspec in spec.items():
+                    if not str(vkey).isidentifier():
+                        self.err(f"space.vars.{vkey}", "expected a Python-identifier name (it is used in expressions)")
+                    self.specs.append((f"vars.{vkey}", f"space.vars.{vkey}", vspec, None, "vars"))
+            elif key == "width":
+                self.specs.append(("width", "space.width", spec, None, "width_base"))
+            elif key in FREE_KEYS:
+                self.specs.append((key, f"space.{key}", spec, None, key))
+            else:
+                allowed = sorted(FREE_KEYS | {"width", "stage", "train", "vars"})
+                self.err(f"space.{key}", f"unknown dimension{did_you_mean(key, allowed)}; allowed: {allowed}")
+
+    def _stage(self, raw: Any) -> None:
+        if not isinstance(raw, Mapping):
+            self.err("space.stage", f"expected a mapping of per-stage dimensions, got {raw!r}")
+        for key, spec in raw.items():
+            path = f"space.stage.{key}"
+            if key not in STAGE_KEYS:
+                self.err(path, f"unknown per-stage dimension{did_you_mean(key, STAGE_KEYS)}; allowed: {sorted(STAGE_KEYS)}")
+            if isinstance(spec, list):
+                if len(spec) != self.stages:
+                    self.err(path, f"expected a list of {self.stages} per-stage values (one per stage), got {len(spec)}: {spec!r}")
+                for i, s in enumerate(spec):
+                    self.specs.append((f"stage.{i}.{key}", f"{path}[{i}]", s, i, key))
+            elif isinstance(spec, Mapping) and spec.get("tie", False):
+                self.specs.append((f"stage.{key}", path, spec, -1, key))
+            else:
+                for i in range(self.stages):
+                    self.specs.append((f"stage.{i}.{key}", path, spec, i, key))
+
+    def ordered(self) -> tuple[Dim, ...]:
+        self.names = {s[0] for s in self.specs}
+        dims = {}
+        for name, path, spec, stage, check in self.specs:
+            dims[name] = self._dim(name, path, spec, stage, check)
+        for d in dims.values():
+            for ref, allowed in d.when:
+                grid = dims[ref].grid()
+                bad = [v for v in allowed if grid is not None and dims[ref].kind != "derive" and v not in grid]
+                if bad:
+                    self.err(f"{d.key_path}.when.{ref}", f"{bad[0]!r} is not a value of {ref}; allowed: {list(grid)}")
+        return self._toposort(dims)
+
+    def _resolve(self, ref: str, stage: int | None, path: str) -> str:
+        if stage is not None and stage >= 0 and f"stage.{stage}.{ref}" in self.names:
+            return f"stage.{stage}.{ref}"
+        if stage is not None and f"stage.{ref}" in self.names:
+            return f"stage.{ref}"
+        if ref in self.names:
+            return ref
+        if f"vars.{ref}" in self.names:
+            return f"vars.{ref}"
+        known = sorted(n.removeprefix("vars.") for n in self.names if not n.startswith("stage.") or n.count(".") == 1) + sorted(
+            {n.split(".")[-1] for n in self.names if n.startswith("stage.")}
+        )
+        self.err(path, f"refers to unknown dimension {ref!r}{did_you_mean(ref, known)}; known: {known}")
+
+    def _dim(self, name: str, path: str, spec: Any, stage: int | None, check: str) -> Dim:
+        if not isinstance(spec, Mapping):
+            self._check_values(path, check, [spec])
+            return Dim(name, path, "fixed", values=(spec,))
+        kinds = [k for k in spec if k in KINDS]
+        for k in spec:
+            if k not in KINDS and k not in DIM_OPTIONS:
+                self.err(f"{path}.{k}", f"unknown option{did_you_mean(k, KINDS + DIM_OPTIONS)}; allowed: {list(KINDS + DIM_OPTIONS)}")
+        if len(kinds) != 1:
+            self.err(path, f"expected exactly one of {list(KINDS)}, got {kinds or 'none'}")
+        kind = kinds[0]
+        when, env = self._when(spec.get("when"), stage, path)
+        if "tie" in spec and not isinstance(spec["tie"], bool):
+            self.err(f"{path}.tie", f"expected true or false, got {spec['tie']!r}")
+        if "tie" in spec and stage is None:
+            self.err(f"{path}.tie", "only per-stage dimensions (under space.stage) can be tied")
+        value = spec[kind]
+        if kind == "fixed":
+            self._check_values(path, check, [value])
+            return Dim(name, path, kind, values=(value,), when=when)
+        if kind == "choice":
+            if not isinstance(value, list) or not value:
+                self.err(f"{path}.choice", f"expected a non-empty list of values, got {value!r}")
+            self._check_values(path, check, value)
+            return Dim(name, path, kind, values=tuple(value), when=when)
+        if kind == "derive":
+            try:
+                expr = Expr(value)
+            except ExprError as e:
+                self.err(f"{path}.derive", str(e))
+            env = env + tuple((n, self._resolve(n, stage, f"{path}.derive")) for n in sorted(expr.names))
+            return Dim(name, path, kind, expr=expr, when=when, env=env)
+        return self._range(name, path, kind, spec, check, when)
+
+    def _range(self, name: str, path: str, kind: str, spec: Mapping, check: str, when) -> Dim:
+        value, step, log = spec[kind], spec.get("step", 1), spec.get("log", False)
+        typ = int if kind == "int" else (int, float)
+        if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, typ) and not isinstance(v, bool) for v in value):
+            self.err(f"{path}.{kind}", f"expected [lo, hi] with {'integers' if kind == 'int' else 'numbers'}, got {value!r}")
+        lo, hi = value
+        if lo > hi or (kind == "float" and lo == hi):
+            self.err(f"{path}.{kind}", f"expected lo < hi, got [{lo}, {hi}]")
+        if not isinstance(log, bool):
+            self.err(f"{path}.log", f"expected true or false, got {log!r}")
+        if log and lo <= 0:
+            self.err(f"{path}.log", f"a log range needs lo > 0, got {lo}")
+        if kind == "int":
+            if not isinstance(step, int) or isinstance(step, bool) or step < 1:
+                self.err(f"{path}.step", f"expected an integer >= 1, got {step!r}")
+            if log and step != 1:
+                self.err(f"{path}.step", "a log range cannot have a step (Optuna's rule too)")
+            grid = list(range(lo, hi + 1, step))
+            self._check_values(path, check, grid if len(grid) <= 4096 else [lo, hi])
+        else:
+            if "step" in spec:
+                self.err(f"{path}.step", "only int ranges take a step")
+            self._check_values(path, check, [float(lo), float(hi)], is_float_range=True)
+        return Dim(name, path, kind, low=lo, high=hi, step=step if kind == "int" else None, log=log, when=when)
+
+    def _when(self, raw: Any, stage: int | None, path: str):
+        if raw is None:
+            return (), ()
+        if not isinstance(raw, Mapping) or not raw:
+            self.err(f"{path}.when", f"expected a mapping dimension: value | [values], got {raw!r}")
+        when = []
+        for ref, allowed in raw.items():
+            flat = self._resolve(str(ref), stage, f"{path}.when.{ref}")
+            values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+            if not values:
+                self.err(f"{path}.when.{ref}", "expected at least one value")
+            when.append((flat, values))
+        return tuple(when), ()
+
+    def _check_values(self, path: str, check: str, values: list, *, is_float_range: bool = False) -> None:
+        if check == "vars":
+            return
+        if check.startswith("train."):
+            types = TRAIN_KEYS[check[len("train.") :]]
+            bad = [v for v in values if not isinstance(v, types) or (isinstance(v, bool) and bool not in types)]
+            if bad:
+                self.err(path, f"expected {_type_name(types)} values, got {bad[0]!r}")
+            return
+        what, ok = _CHECKS[check]
+        if check in STAGE_FIELDS:  # a whole per-stage list, e.g. depths: [2, 2, 6, 2]
+            for v in values:
+                if not isinstance(v, list) or len(v) != self.stages or not all(ok(x) for x in v):
+                    self.err(path, f"expected a list of {self.stages} {what} (one per stage), got {v!r}")
+            return
+        if is_float_range and any(ok(v) for v in values) and not ok(0.5):
+            self.err(path, f"expected {what}; a float range cannot give them")
+        bad = [v for v in values if not ok(v)]
+        if bad:
+            shown = values if len(values) <= 8 else bad[0]
+            self.err(path, f"expected {what}, got {shown!r}")
+
+    def _toposort(self, dims: dict[str, Dim]) -> tuple[Dim, ...]:
+        order, state = [], {}
+
+        def visit(name: str, stack: list[str]):
+            if state.get(name) == "done":
+                return
+            if state.get(name) == "open":
+                cycle = stack[stack.index(name) :] + [name]
+                self.err(dims[name].key_path, f"circular dependency: {' -> '.join(cycle)}")
+            state[name] = "open"
+            for dep in sorted(dims[name].depends_on):
+                visit(dep, stack + [name])
+            state[name] = "done"
+            order.append(dims[name])
+
+        for name in dims:
+            visit(name, [])
+        return tuple(order)
