@@ -121,12 +121,18 @@ class Candidate:
             value = getattr(self, name)
             set_(self, name, self.block if value is None else value)
             _check_name(name, getattr(self, name), BLOCKS)
-        set_(self, "norm", ("ln" if self.block == "convnext" else "bn") if self.norm is None else self.norm)
+        set_(
+            self,
+            "norm",
+            ("ln" if self.block == "convnext" else "bn") if self.norm is None else self.norm,
+        )
         _check_name("norm", self.norm, NORMS)
         for name in ("reversible", "inter_supervision", "grn"):
             _check_bool(name, getattr(self, name))
         for name in ("columns", "head_dim", "num_classes", "image_size", "in_chans"):
-            set_(self, name, _check_int(name, getattr(self, name), lo=0 if name == "head_dim" else 1))
+            set_(
+                self, name, _check_int(name, getattr(self, name), lo=0 if name == "head_dim" else 1)
+            )
         for name in ("layer_scale", "dw_ratio", "drop_path"):
             set_(self, name, _check_float(name, getattr(self, name)))
         self._normalise_stages()
@@ -136,13 +142,20 @@ class Candidate:
     def _normalise_stages(self) -> None:
         n = len(self.depths) if isinstance(self.depths, (list, tuple)) else 0
         if n < 1:
-            raise CandidateError("depths", f"expected a non-empty list of positive integers, got {self.depths!r}")
+            raise CandidateError(
+                "depths", f"expected a non-empty list of positive integers, got {self.depths!r}"
+            )
         for name in STAGE_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, (list, tuple)):
-                raise CandidateError(name, f"expected a list of {n} values (one per stage), got {value!r}")
+                raise CandidateError(
+                    name, f"expected a list of {n} values (one per stage), got {value!r}"
+                )
             if len(value) != n:
-                raise CandidateError(name, f"expected {n} values (one per stage, as in depths), got {len(value)}: {list(value)!r}")
+                raise CandidateError(
+                    name,
+                    f"expected {n} values (one per stage, as in depths), got {len(value)}: {list(value)!r}",
+                )
             if name == "mixers":
                 for v in value:
                     _check_name(name, v, MIXERS)
@@ -150,7 +163,10 @@ class Candidate:
             elif name == "mlp_ratios":
                 norm = tuple(_check_float(name, v) for v in value)
             else:
-                norm = tuple(_check_int(name, v, lo=0 if name in ("kernels", "small_kernels") else 1) for v in value)
+                norm = tuple(
+                    _check_int(name, v, lo=0 if name in ("kernels", "small_kernels") else 1)
+                    for v in value
+                )
             object.__setattr__(self, name, norm)
 
     def _canonicalise(self) -> None:
@@ -160,12 +176,14 @@ class Candidate:
             set_(self, "columns", 1)
             set_(self, "reversible", False)
             set_(self, "inter_supervision", False)
-        else:  # RevCol has its own stem (patchify) and fusion unit instead of transitions.
-            set_(self, "stem", "convnext")
-            set_(self, "downsample", "convnext")
+        else:  # RevCol has its own stem (patchify), fusion unit (no transitions) and head.
+            for name in ("stem", "downsample", "head"):
+                set_(self, name, "convnext")
         no_dw = [m not in DW_MIXERS for m in self.mixers]
         set_(self, "kernels", tuple(0 if nd else k for nd, k in zip(no_dw, self.kernels)))
-        set_(self, "small_kernels", tuple(0 if nd else k for nd, k in zip(no_dw, self.small_kernels)))
+        set_(
+            self, "small_kernels", tuple(0 if nd else k for nd, k in zip(no_dw, self.small_kernels))
+        )
         if not any(m in ATTENTION_MIXERS for m in self.mixers):
             set_(self, "head_dim", 0)
         if self.block != "replk":
@@ -182,7 +200,10 @@ class Candidate:
                 )
         if any(m in ATTENTION_MIXERS for m in self.mixers):
             if self.head_dim < 1:
-                raise CandidateError("head_dim", f"expected a positive integer for attention mixers, got {self.head_dim}")
+                raise CandidateError(
+                    "head_dim",
+                    f"expected a positive integer for attention mixers, got {self.head_dim}",
+                )
             for i, (w, m) in enumerate(zip(self.widths, self.mixers)):
                 if m in ATTENTION_MIXERS and w % self.head_dim:
                     raise CandidateError(
@@ -199,17 +220,29 @@ class Candidate:
         for i, (w, r) in enumerate(zip(self.widths, self.mlp_ratios)):
             if r <= 0 or int(w * r) < 1:
                 raise CandidateError(f"mlp_ratios[{i}]", f"expected a positive ratio, got {r}")
+        if self.block != "convnext" and self.norm != "bn":
+            raise CandidateError(
+                "norm",
+                f"block {self.block!r} uses BatchNorm (re-param folds it); 'ln' is only available for block 'convnext'",
+            )
         if not 0.0 <= self.drop_path < 1.0:
             raise CandidateError("drop_path", f"expected a rate in [0, 1), got {self.drop_path}")
         if self.layer_scale < 0:
-            raise CandidateError("layer_scale", f"expected 0 (off) or a positive init value, got {self.layer_scale}")
+            raise CandidateError(
+                "layer_scale", f"expected 0 (off) or a positive init value, got {self.layer_scale}"
+            )
         if self.dw_ratio <= 0:
             raise CandidateError("dw_ratio", f"expected a positive ratio, got {self.dw_ratio}")
         if self.macro == "revcol" and self.inter_supervision and self.columns < 2:
-            raise CandidateError("inter_supervision", "needs at least 2 columns (heads after columns)")
+            raise CandidateError(
+                "inter_supervision", "needs at least 2 columns (heads after columns)"
+            )
         min_size = self.stage_stride(self.num_stages - 1)
         if self.image_size < min_size:
-            raise CandidateError("image_size", f"expected at least {min_size} (the last stage's stride), got {self.image_size}")
+            raise CandidateError(
+                "image_size",
+                f"expected at least {min_size} (the last stage's stride), got {self.image_size}",
+            )
 
     # ------------------------------------------------------------------ derived facts
     @property
@@ -260,11 +293,16 @@ class Candidate:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
         if not isinstance(data, Mapping):
-            raise CandidateError("<candidate>", f"expected a mapping of fields, got {type(data).__name__}")
+            raise CandidateError(
+                "<candidate>", f"expected a mapping of fields, got {type(data).__name__}"
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise CandidateError(unknown[0], f"unknown field{did_you_mean(unknown[0], names)}; expected one of {sorted(names)}")
+            raise CandidateError(
+                unknown[0],
+                f"unknown field{did_you_mean(unknown[0], names)}; expected one of {sorted(names)}",
+            )
         return cls(**dict(data))
 
     @classmethod
@@ -284,7 +322,12 @@ class Candidate:
         per_stage: dict[str, dict[int, Any]] = {}
         for key, value in params.items():
             parts = key.split(".")
-            if len(parts) == 3 and parts[0] == "stage" and parts[2] in _SINGULAR and parts[1].isdigit():
+            if (
+                len(parts) == 3
+                and parts[0] == "stage"
+                and parts[2] in _SINGULAR
+                and parts[1].isdigit()
+            ):
                 per_stage.setdefault(_SINGULAR[parts[2]], {})[int(parts[1])] = value
             elif len(parts) == 2 and parts[0] == "stage" and parts[1] in _SINGULAR:
                 per_stage.setdefault(_SINGULAR[parts[1]], {})[-1] = value
@@ -294,10 +337,16 @@ class Candidate:
                 data[key] = list(value) if isinstance(value, (list, tuple)) else value
             else:
                 allowed = sorted(names | {"width"} | {f"stage.<i>.{s}" for s in _SINGULAR})
-                raise CandidateError(key, f"unknown parameter{did_you_mean(key, allowed)}; expected one of {allowed}")
+                raise CandidateError(
+                    key, f"unknown parameter{did_you_mean(key, allowed)}; expected one of {allowed}"
+                )
         n = len(data["depths"]) if isinstance(data["depths"], list) else 0
         for name, entries in per_stage.items():
-            values = list(data[name]) if isinstance(data[name], list) and len(data[name]) == n else [data[name]] * n
+            values = (
+                list(data[name])
+                if isinstance(data[name], list) and len(data[name]) == n
+                else [data[name]] * n
+            )
             if -2 in entries:  # base width
                 w = _check_int("width", entries.pop(-2), lo=1)
                 values = [w * 2**i for i in range(n)]
@@ -305,7 +354,10 @@ class Candidate:
                 values = [entries.pop(-1)] * n
             for i, v in entries.items():
                 if i >= n:
-                    raise CandidateError(f"stage.{i}.{STAGE_FIELDS[name]}", f"stage index out of range; the network has {n} stages")
+                    raise CandidateError(
+                        f"stage.{i}.{STAGE_FIELDS[name]}",
+                        f"stage index out of range; the network has {n} stages",
+                    )
                 values[i] = v
             data[name] = values
         return cls(**data)
@@ -337,7 +389,9 @@ def load_candidate(path: str | Path) -> Candidate:
 # ---------------------------------------------------------------------- checks
 def _check_name(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise CandidateError(name, f"expected one of {list(allowed)}, got {value!r}{did_you_mean(value, allowed)}")
+        raise CandidateError(
+            name, f"expected one of {list(allowed)}, got {value!r}{did_you_mean(value, allowed)}"
+        )
 
 
 def _check_bool(name: str, value: Any) -> None:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from nas.errors import UserError
 
-EPILOG = "Docs: README.md (YAML reference, CLI reference). Bad input exits with code 2 and one line."
+EPILOG = (
+    "Docs: README.md (YAML reference, CLI reference). Bad input exits with code 2 and one line."
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,23 +44,53 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    v = sub.add_parser("validate", help="check a design-space YAML and print its dimensions", epilog=EPILOG,
-                       description="Parse SPACE.yaml, print its dimensions, conditions and cardinality. Exit 0 if valid, 2 if not.")
+    v = sub.add_parser(
+        "validate",
+        help="check a design-space YAML and print its dimensions",
+        epilog=EPILOG,
+        description="Parse SPACE.yaml, print its dimensions, conditions and cardinality. Exit 0 if valid, 2 if not.",
+    )
     v.add_argument("space", help="design-space YAML file")
-    v.add_argument("--probe", type=int, default=200, metavar="N",
-                   help="draw N random points to report the share that are valid candidates (default 200; 0 = skip)")
+    v.add_argument(
+        "--probe",
+        type=int,
+        default=200,
+        metavar="N",
+        help="draw N random points to report the share that are valid candidates (default 200; 0 = skip)",
+    )
     v.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("sample", help="sample distinct candidates from a space", epilog=EPILOG,
-                       description="Print N distinct valid candidates (id and choices). The same seed gives the same output.")
+    s = sub.add_parser(
+        "sample",
+        help="sample distinct candidates from a space",
+        epilog=EPILOG,
+        description="Print N distinct valid candidates (id and choices). The same seed gives the same output.",
+    )
     s.add_argument("space", help="design-space YAML file")
-    s.add_argument("-n", type=_positive_int, default=10, metavar="N", help="number of distinct candidates (default 10)")
+    s.add_argument(
+        "-n",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="number of distinct candidates (default 10)",
+    )
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default table)")
+    s.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="output format (default table)",
+    )
     s.set_defaults(func=cmd_sample)
 
-    d = sub.add_parser("demo", help="run the quick-start job on the embedded digits data set", epilog=EPILOG)
-    d.add_argument("--space", default="spaces/quickstart.yaml", help="space to use (default spaces/quickstart.yaml)")
+    d = sub.add_parser(
+        "demo", help="run the quick-start job on the embedded digits data set", epilog=EPILOG
+    )
+    d.add_argument(
+        "--space",
+        default="spaces/quickstart.yaml",
+        help="space to use (default spaces/quickstart.yaml)",
+    )
     d.add_argument("-n", type=_positive_int, default=6, metavar="N", help="candidates (default 6)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default="results/demo", help="output folder (default results/demo)")
@@ -83,17 +115,26 @@ def cmd_validate(args) -> int:
     from nas.space import load_space
 
     space = load_space(args.space)
-    print(f"{args.space}: valid space {space.name!r} ({space.stages} stages, {len(space.dims)} dimensions)")
+    print(
+        f"{args.space}: valid space {space.name!r} ({space.stages} stages, {len(space.dims)} dimensions)"
+    )
     for line in space.describe():
         print(f"  {line}")
     size = space.cardinality()
-    print(f"cardinality: {'infinite (float range)' if math.isinf(size) else f'{int(size):,}'} parameter points")
+    print(
+        f"cardinality: {'infinite (float range)' if math.isinf(size) else f'{int(size):,}'} parameter points"
+    )
     if space.objectives:
         print("objectives: " + ", ".join(f"{k} ({v})" for k, v in space.objectives.items()))
     if space.constraints:
-        print("constraints: " + ", ".join(f"{k} in [{lo}, {hi}]" for k, (lo, hi) in space.constraints.items()))
+        print(
+            "constraints: "
+            + ", ".join(f"{k} in [{lo}, {hi}]" for k, (lo, hi) in space.constraints.items())
+        )
     if args.probe > 0:
-        _, stats = space.sample_distinct(1, np.random.default_rng(0))  # fails loudly if nothing is valid
+        _, stats = space.sample_distinct(
+            1, np.random.default_rng(0)
+        )  # fails loudly if nothing is valid
         rng, valid = np.random.default_rng(0), 0
         for _ in range(args.probe):
             try:
@@ -112,7 +153,13 @@ def _sample_rows(space, samples) -> list[dict]:
 
 
 def _cell(v) -> str:
-    return "-" if v is None else json.dumps(v, separators=(",", ":")) if isinstance(v, (list, bool)) else str(v)
+    return (
+        "-"
+        if v is None
+        else json.dumps(v, separators=(",", ":"))
+        if isinstance(v, (list, bool))
+        else str(v)
+    )
 
 
 def cmd_sample(args) -> int:
@@ -125,16 +172,28 @@ def cmd_sample(args) -> int:
     rows = _sample_rows(space, samples)
     if args.format == "json":
         for s, row in zip(samples, rows):
-            print(json.dumps({"id": row["id"], "params": {k: v for k, v in row.items() if k != "id"},
-                              "candidate": s.candidate.to_dict(), "train": s.train}, sort_keys=True))
+            print(
+                json.dumps(
+                    {
+                        "id": row["id"],
+                        "params": {k: v for k, v in row.items() if k != "id"},
+                        "candidate": s.candidate.to_dict(),
+                        "train": s.train,
+                    },
+                    sort_keys=True,
+                )
+            )
     else:
         import pandas as pd
 
         df = pd.DataFrame([{k: _cell(v) for k, v in row.items()} for row in rows])
         text = df.to_csv(index=False) if args.format == "csv" else df.to_string(index=False)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    print(f"# {len(samples)} distinct candidates from {stats['draws']} draws "
-          f"({stats['invalid']} invalid, {stats['duplicate']} duplicates)", file=sys.stderr)
+    print(
+        f"# {len(samples)} distinct candidates from {stats['draws']} draws "
+        f"({stats['invalid']} invalid, {stats['duplicate']} duplicates)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -144,7 +203,9 @@ def cmd_demo(args) -> int:
     from nas.space import load_space
 
     space = load_space(args.space)
-    print(f"[1/2] {args.space}: valid space {space.name!r}, {int(space.cardinality()):,} parameter points")
+    print(
+        f"[1/2] {args.space}: valid space {space.name!r}, {int(space.cardinality()):,} parameter points"
+    )
     samples, stats = space.sample_distinct(args.n, np.random.default_rng(args.seed))
     rows = _sample_rows(space, samples)
     out = Path(args.out)
@@ -156,7 +217,9 @@ def cmd_demo(args) -> int:
     print(f"[2/2] sampled {len(samples)} distinct candidates ({stats['draws']} draws):")
     print(table[["id", "macro", "width", "depths", "grn"]].to_string(index=False))
     print(f"\nwrote {out / 'candidates.csv'}")
-    print("NOTE: this demo stops after sampling: building, measuring, training and campaigns are not implemented yet.")
+    print(
+        "NOTE: this demo stops after sampling: building, measuring, training and campaigns are not implemented yet."
+    )
     return 0
 
 

@@ -71,7 +71,9 @@ class Expr:
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
                 name = getattr(node.func, "id", ast.unparse(node.func))
-                raise ExprError(f"unknown function {name!r} in {self.source!r}; allowed: {sorted(FUNCTIONS)}")
+                raise ExprError(
+                    f"unknown function {name!r} in {self.source!r}; allowed: {sorted(FUNCTIONS)}"
+                )
             if node.keywords:
                 raise ExprError(f"keyword arguments are not allowed in {self.source!r}")
             for a in node.args:
@@ -81,9 +83,13 @@ class Expr:
                 yield node.id
         elif isinstance(node, ast.Constant):
             return
-        elif isinstance(node, (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.List, ast.Tuple)):
+        elif isinstance(
+            node, (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.List, ast.Tuple)
+        ):
             for child in ast.iter_child_nodes(node):
-                if not isinstance(child, (ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)):
+                if not isinstance(
+                    child, (ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)
+                ):
                     yield from self._collect(child)
         else:
             raise ExprError(f"unsupported syntax {type(node).__name__} in {self.source!r}")

@@ -26,6 +26,7 @@ from nas.expr import Expr, ExprError
 
 __all__ = ["Dim", "Sample", "Space", "SpaceError", "load_space"]
 
+
 # ---------------------------------------------------------------------- value checks per arch key
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -37,7 +38,10 @@ def _is_num(v: Any) -> bool:
 
 _CHECKS: dict[str, tuple[str, Any]] = {
     "kernel": ("odd integers >= 3", lambda v: _is_int(v) and v >= 3 and v % 2 == 1),
-    "small_kernel": ("0 or odd integers >= 1", lambda v: _is_int(v) and (v == 0 or (v >= 1 and v % 2 == 1))),
+    "small_kernel": (
+        "0 or odd integers >= 1",
+        lambda v: _is_int(v) and (v == 0 or (v >= 1 and v % 2 == 1)),
+    ),
     "depth": ("integers >= 1", lambda v: _is_int(v) and v >= 1),
     "width": ("integers >= 1", lambda v: _is_int(v) and v >= 1),
     "mlp_ratio": ("positive numbers", lambda v: _is_num(v) and v > 0),
@@ -124,7 +128,9 @@ class Dim:
             encoded = [_encode(v) for v in self.values]
             return _decode(trial.suggest_categorical(self.name, encoded))
         if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
         return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
 
 
@@ -185,7 +191,9 @@ class Space:
         values: dict[str, Any] = {}
         for dim in self.dims:
             if dim.active(values):
-                values[dim.name] = self._derive(dim, values) if dim.kind == "derive" else dim.draw(rng)
+                values[dim.name] = (
+                    self._derive(dim, values) if dim.kind == "derive" else dim.draw(rng)
+                )
         return values
 
     def suggest(self, trial) -> dict[str, Any]:
@@ -193,13 +201,19 @@ class Space:
         values: dict[str, Any] = {}
         for dim in self.dims:
             if dim.active(values):
-                values[dim.name] = self._derive(dim, values) if dim.kind == "derive" else dim.suggest(trial)
+                values[dim.name] = (
+                    self._derive(dim, values) if dim.kind == "derive" else dim.suggest(trial)
+                )
         return values
 
     def optuna_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The Optuna representation of flat params (for ``FixedTrial`` / ``enqueue_trial``)."""
         kinds = {d.name: d.kind for d in self.dims}
-        return {k: _encode(v) for k, v in params.items() if kinds.get(k) not in (None, "fixed", "derive")}
+        return {
+            k: _encode(v)
+            for k, v in params.items()
+            if kinds.get(k) not in (None, "fixed", "derive")
+        }
 
     def _derive(self, dim: Dim, values: Mapping[str, Any]) -> Any:
         try:
@@ -221,7 +235,9 @@ class Space:
                 return self.to_sample(self.sample_params(rng))
             except CandidateError as e:
                 last = e
-        raise SpaceError(self.source, "space", f"no valid candidate in {max_tries} draws; last error: {last}")
+        raise SpaceError(
+            self.source, "space", f"no valid candidate in {max_tries} draws; last error: {last}"
+        )
 
     def sample_distinct(
         self, n: int, rng: np.random.Generator, *, accept=None, max_tries: int | None = None
@@ -288,7 +304,11 @@ class Space:
                 return len(grid) * count(i + 1, values)
             budget[0] -= len(grid)
             if budget[0] < 0:
-                raise SpaceError(self.source, "space", f"too many conditional branches to count (> {max_branches})")
+                raise SpaceError(
+                    self.source,
+                    "space",
+                    f"too many conditional branches to count (> {max_branches})",
+                )
             return sum(count(i + 1, {**values, dim.name: v}) for v in grid)
 
         return count(0, {})
@@ -297,7 +317,9 @@ class Space:
         """Every parameter point of a finite space with at most ``limit`` points."""
         size = self.cardinality()
         if size > limit:
-            raise SpaceError(self.source, "space", f"has {size} points; enumerate() is limited to {limit}")
+            raise SpaceError(
+                self.source, "space", f"has {size} points; enumerate() is limited to {limit}"
+            )
 
         def walk(i: int, values: dict):
             if i == len(self.dims):
@@ -319,13 +341,19 @@ class Space:
         lines = []
         for d in self.dims:
             if d.kind in ("choice", "fixed"):
-                what = f"{d.kind} {list(d.values)}" if d.kind == "choice" else f"fixed {d.values[0]!r}"
+                what = (
+                    f"{d.kind} {list(d.values)}" if d.kind == "choice" else f"fixed {d.values[0]!r}"
+                )
             elif d.kind == "derive":
                 what = f"derive {d.expr.source!r}"
             else:
-                extra = (f" step {d.step}" if d.step and d.step != 1 else "") + (" log" if d.log else "")
+                extra = (f" step {d.step}" if d.step and d.step != 1 else "") + (
+                    " log" if d.log else ""
+                )
                 what = f"{d.kind} [{d.low}, {d.high}]{extra}"
-            cond = "" if not d.when else "  when " + ", ".join(f"{n} in {list(v)}" for n, v in d.when)
+            cond = (
+                "" if not d.when else "  when " + ", ".join(f"{n} in {list(v)}" for n, v in d.when)
+            )
             lines.append(f"{d.name:<24} {what}{cond}")
         return lines
 
@@ -342,7 +370,9 @@ def load_space(path: str | Path) -> Space:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<yaml>"
-        raise SpaceError(str(p), where, f"YAML syntax error: {getattr(e, 'problem', None) or e}") from None
+        raise SpaceError(
+            str(p), where, f"YAML syntax error: {getattr(e, 'problem', None) or e}"
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise SpaceError(str(p), "<file>", f"cannot read: {e}") from None
     return Space.from_dict(data, source=str(p), root=p.parent)

@@ -19,7 +19,18 @@ from nas.space import _CHECKS, FREE_KEYS, STAGE_KEYS, Dim, Space
 
 __all__ = ["parse_space", "DATASETS", "DATA_KEYS", "TRAIN_KEYS"]
 
-TOP_KEYS = ("name", "description", "base", "stages", "data", "train", "objectives", "constraints", "sampler", "space")
+TOP_KEYS = (
+    "name",
+    "description",
+    "base",
+    "stages",
+    "data",
+    "train",
+    "objectives",
+    "constraints",
+    "sampler",
+    "space",
+)
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 KINDS = ("choice", "int", "float", "derive", "fixed")
 DIM_OPTIONS = ("when", "tie", "step", "log")
@@ -59,13 +70,19 @@ def parse_space(data: Any, *, source: str, root: Path | None) -> Space:
         err("<root>", f"expected a mapping with keys {list(TOP_KEYS)}, got {type(data).__name__}")
     for key in data:
         if key not in TOP_KEYS:
-            err(str(key), f"unknown top-level key{did_you_mean(key, TOP_KEYS)}; allowed: {list(TOP_KEYS)}")
+            err(
+                str(key),
+                f"unknown top-level key{did_you_mean(key, TOP_KEYS)}; allowed: {list(TOP_KEYS)}",
+            )
     name = data.get("name") or (Path(source).stem if source != "<space>" else "space")
     if not isinstance(name, str):
         err("name", f"expected a string, got {name!r}")
     dataset = _section(err, "data", data.get("data"), DATA_KEYS)
     if "dataset" in dataset and dataset["dataset"] not in DATASETS:
-        err("data.dataset", f"unknown data set {dataset['dataset']!r}{did_you_mean(dataset['dataset'], DATASETS)}; allowed: {list(DATASETS)}")
+        err(
+            "data.dataset",
+            f"unknown data set {dataset['dataset']!r}{did_you_mean(dataset['dataset'], DATASETS)}; allowed: {list(DATASETS)}",
+        )
     train = _section(err, "train", data.get("train"), TRAIN_KEYS)
     base = _base(err, data.get("base"), dataset, root)
     stages = data.get("stages", base.num_stages)
@@ -75,7 +92,10 @@ def parse_space(data: Any, *, source: str, root: Path | None) -> Space:
     constraints = _constraints(err, data.get("constraints"))
     sampler = data.get("sampler", "tpe")
     if sampler not in SAMPLERS:
-        err("sampler", f"unknown sampler {sampler!r}{did_you_mean(sampler, SAMPLERS)}; allowed: {list(SAMPLERS)}")
+        err(
+            "sampler",
+            f"unknown sampler {sampler!r}{did_you_mean(sampler, SAMPLERS)}; allowed: {list(SAMPLERS)}",
+        )
     raw = data.get("space") or {}
     if not isinstance(raw, Mapping):
         err("space", f"expected a mapping of dimensions, got {type(raw).__name__}")
@@ -138,7 +158,10 @@ def _base(err: _Err, value: Any, dataset: dict, root: Path | None) -> Candidate:
         elif isinstance(value, Mapping):
             base = Candidate.from_dict(value)
         else:
-            err("base", f"expected a candidate YAML path or a mapping of candidate fields, got {value!r}")
+            err(
+                "base",
+                f"expected a candidate YAML path or a mapping of candidate fields, got {value!r}",
+            )
         return Candidate.from_params(overrides, base=base)
     except CandidateError as e:
         err("base", str(e))
@@ -151,7 +174,10 @@ def _objectives(err: _Err, value: Any) -> dict[str, str]:
         err("objectives", f"expected a non-empty mapping column: max|min, got {value!r}")
     for col, sense in value.items():
         if col not in COLUMNS:
-            err(f"objectives.{col}", f"unknown column{did_you_mean(col, COLUMNS)}; allowed: {list(COLUMNS)}")
+            err(
+                f"objectives.{col}",
+                f"unknown column{did_you_mean(col, COLUMNS)}; allowed: {list(COLUMNS)}",
+            )
         if sense not in ("max", "min"):
             err(f"objectives.{col}", f"expected 'max' or 'min', got {sense!r}")
     return dict(value)
@@ -166,8 +192,15 @@ def _constraints(err: _Err, value: Any) -> dict[str, tuple]:
     for col, window in value.items():
         key = f"constraints.{col}"
         if col not in COST_COLUMNS:
-            err(key, f"unknown cost column{did_you_mean(col, COST_COLUMNS)}; constraints are checked before training on: {list(COST_COLUMNS)}")
-        if not isinstance(window, list) or len(window) != 2 or not all(v is None or _num(v) for v in window):
+            err(
+                key,
+                f"unknown cost column{did_you_mean(col, COST_COLUMNS)}; constraints are checked before training on: {list(COST_COLUMNS)}",
+            )
+        if (
+            not isinstance(window, list)
+            or len(window) != 2
+            or not all(v is None or _num(v) for v in window)
+        ):
             err(key, f"expected [lo, hi] (numbers, or null for unbounded), got {window!r}")
         lo, hi = window
         if lo is not None and hi is not None and lo > hi:
@@ -187,7 +220,9 @@ class _Dims:
 
     def __init__(self, err: _Err, stages: int):
         self.err, self.stages = err, stages
-        self.specs: list[tuple[str, str, Any, int | None, str]] = []  # name, key_path, spec, stage, check key
+        self.specs: list[
+            tuple[str, str, Any, int | None, str]
+        ] = []  # name, key_path, spec, stage, check key
 
     def parse(self, raw: Mapping) -> None:
         for key, spec in raw.items():
@@ -195,17 +230,27 @@ class _Dims:
                 self._stage(spec)
             elif key == "train":
                 if not isinstance(spec, Mapping):
-                    self.err("space.train", f"expected a mapping of training settings, got {spec!r}")
+                    self.err(
+                        "space.train", f"expected a mapping of training settings, got {spec!r}"
+                    )
                 for tkey, tspec in spec.items():
                     if tkey not in TRAIN_KEYS:
-                        self.err(f"space.train.{tkey}", f"unknown training setting{did_you_mean(tkey, TRAIN_KEYS)}; allowed: {list(TRAIN_KEYS)}")
-                    self.specs.append((f"train.{tkey}", f"space.train.{tkey}", tspec, None, f"train.{tkey}"))
+                        self.err(
+                            f"space.train.{tkey}",
+                            f"unknown training setting{did_you_mean(tkey, TRAIN_KEYS)}; allowed: {list(TRAIN_KEYS)}",
+                        )
+                    self.specs.append(
+                        (f"train.{tkey}", f"space.train.{tkey}", tspec, None, f"train.{tkey}")
+                    )
             elif key == "vars":
                 if not isinstance(spec, Mapping):
                     self.err("space.vars", f"expected a mapping of helper variables, got {spec!r}")
                 for vkey, vspec in spec.items():
                     if not str(vkey).isidentifier():
-                        self.err(f"space.vars.{vkey}", "expected a Python-identifier name (it is used in expressions)")
+                        self.err(
+                            f"space.vars.{vkey}",
+                            "expected a Python-identifier name (it is used in expressions)",
+                        )
                     self.specs.append((f"vars.{vkey}", f"space.vars.{vkey}", vspec, None, "vars"))
             elif key == "width":
                 self.specs.append(("width", "space.width", spec, None, "width_base"))
@@ -213,7 +258,10 @@ class _Dims:
                 self.specs.append((key, f"space.{key}", spec, None, key))
             else:
                 allowed = sorted(FREE_KEYS | {"width", "stage", "train", "vars"})
-                self.err(f"space.{key}", f"unknown dimension{did_you_mean(key, allowed)}; allowed: {allowed}")
+                self.err(
+                    f"space.{key}",
+                    f"unknown dimension{did_you_mean(key, allowed)}; allowed: {allowed}",
+                )
 
     def _stage(self, raw: Any) -> None:
         if not isinstance(raw, Mapping):
@@ -221,10 +269,16 @@ class _Dims:
         for key, spec in raw.items():
             path = f"space.stage.{key}"
             if key not in STAGE_KEYS:
-                self.err(path, f"unknown per-stage dimension{did_you_mean(key, STAGE_KEYS)}; allowed: {sorted(STAGE_KEYS)}")
+                self.err(
+                    path,
+                    f"unknown per-stage dimension{did_you_mean(key, STAGE_KEYS)}; allowed: {sorted(STAGE_KEYS)}",
+                )
             if isinstance(spec, list):
                 if len(spec) != self.stages:
-                    self.err(path, f"expected a list of {self.stages} per-stage values (one per stage), got {len(spec)}: {spec!r}")
+                    self.err(
+                        path,
+                        f"expected a list of {self.stages} per-stage values (one per stage), got {len(spec)}: {spec!r}",
+                    )
                 for i, s in enumerate(spec):
                     self.specs.append((f"stage.{i}.{key}", f"{path}[{i}]", s, i, key))
             elif isinstance(spec, Mapping) and spec.get("tie", False):
@@ -241,9 +295,16 @@ class _Dims:
         for d in dims.values():
             for ref, allowed in d.when:
                 grid = dims[ref].grid()
-                bad = [v for v in allowed if grid is not None and dims[ref].kind != "derive" and v not in grid]
+                bad = [
+                    v
+                    for v in allowed
+                    if grid is not None and dims[ref].kind != "derive" and v not in grid
+                ]
                 if bad:
-                    self.err(f"{d.key_path}.when.{ref}", f"{bad[0]!r} is not a value of {ref}; allowed: {list(grid)}")
+                    self.err(
+                        f"{d.key_path}.when.{ref}",
+                        f"{bad[0]!r} is not a value of {ref}; allowed: {list(grid)}",
+                    )
         return self._toposort(dims)
 
     def _resolve(self, ref: str, stage: int | None, path: str) -> str:
@@ -255,10 +316,14 @@ class _Dims:
             return ref
         if f"vars.{ref}" in self.names:
             return f"vars.{ref}"
-        known = sorted(n.removeprefix("vars.") for n in self.names if not n.startswith("stage.") or n.count(".") == 1) + sorted(
-            {n.split(".")[-1] for n in self.names if n.startswith("stage.")}
+        known = sorted(
+            n.removeprefix("vars.")
+            for n in self.names
+            if not n.startswith("stage.") or n.count(".") == 1
+        ) + sorted({n.split(".")[-1] for n in self.names if n.startswith("stage.")})
+        self.err(
+            path, f"refers to unknown dimension {ref!r}{did_you_mean(ref, known)}; known: {known}"
         )
-        self.err(path, f"refers to unknown dimension {ref!r}{did_you_mean(ref, known)}; known: {known}")
 
     def _dim(self, name: str, path: str, spec: Any, stage: int | None, check: str) -> Dim:
         if not isinstance(spec, Mapping):
@@ -267,7 +332,10 @@ class _Dims:
         kinds = [k for k in spec if k in KINDS]
         for k in spec:
             if k not in KINDS and k not in DIM_OPTIONS:
-                self.err(f"{path}.{k}", f"unknown option{did_you_mean(k, KINDS + DIM_OPTIONS)}; allowed: {list(KINDS + DIM_OPTIONS)}")
+                self.err(
+                    f"{path}.{k}",
+                    f"unknown option{did_you_mean(k, KINDS + DIM_OPTIONS)}; allowed: {list(KINDS + DIM_OPTIONS)}",
+                )
         if len(kinds) != 1:
             self.err(path, f"expected exactly one of {list(KINDS)}, got {kinds or 'none'}")
         kind = kinds[0]
@@ -290,15 +358,24 @@ class _Dims:
                 expr = Expr(value)
             except ExprError as e:
                 self.err(f"{path}.derive", str(e))
-            env = env + tuple((n, self._resolve(n, stage, f"{path}.derive")) for n in sorted(expr.names))
+            env = env + tuple(
+                (n, self._resolve(n, stage, f"{path}.derive")) for n in sorted(expr.names)
+            )
             return Dim(name, path, kind, expr=expr, when=when, env=env)
         return self._range(name, path, kind, spec, check, when)
 
     def _range(self, name: str, path: str, kind: str, spec: Mapping, check: str, when) -> Dim:
         value, step, log = spec[kind], spec.get("step", 1), spec.get("log", False)
         typ = int if kind == "int" else (int, float)
-        if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, typ) and not isinstance(v, bool) for v in value):
-            self.err(f"{path}.{kind}", f"expected [lo, hi] with {'integers' if kind == 'int' else 'numbers'}, got {value!r}")
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or not all(isinstance(v, typ) and not isinstance(v, bool) for v in value)
+        ):
+            self.err(
+                f"{path}.{kind}",
+                f"expected [lo, hi] with {'integers' if kind == 'int' else 'numbers'}, got {value!r}",
+            )
         lo, hi = value
         if lo > hi or (kind == "float" and lo == hi):
             self.err(f"{path}.{kind}", f"expected lo < hi, got [{lo}, {hi}]")
@@ -317,7 +394,16 @@ class _Dims:
             if "step" in spec:
                 self.err(f"{path}.step", "only int ranges take a step")
             self._check_values(path, check, [float(lo), float(hi)], is_float_range=True)
-        return Dim(name, path, kind, low=lo, high=hi, step=step if kind == "int" else None, log=log, when=when)
+        return Dim(
+            name,
+            path,
+            kind,
+            low=lo,
+            high=hi,
+            step=step if kind == "int" else None,
+            log=log,
+            when=when,
+        )
 
     def _when(self, raw: Any, stage: int | None, path: str):
         if raw is None:
@@ -333,12 +419,18 @@ class _Dims:
             when.append((flat, values))
         return tuple(when), ()
 
-    def _check_values(self, path: str, check: str, values: list, *, is_float_range: bool = False) -> None:
+    def _check_values(
+        self, path: str, check: str, values: list, *, is_float_range: bool = False
+    ) -> None:
         if check == "vars":
             return
         if check.startswith("train."):
             types = TRAIN_KEYS[check[len("train.") :]]
-            bad = [v for v in values if not isinstance(v, types) or (isinstance(v, bool) and bool not in types)]
+            bad = [
+                v
+                for v in values
+                if not isinstance(v, types) or (isinstance(v, bool) and bool not in types)
+            ]
             if bad:
                 self.err(path, f"expected {_type_name(types)} values, got {bad[0]!r}")
             return
@@ -346,7 +438,9 @@ class _Dims:
         if check in STAGE_FIELDS:  # a whole per-stage list, e.g. depths: [2, 2, 6, 2]
             for v in values:
                 if not isinstance(v, list) or len(v) != self.stages or not all(ok(x) for x in v):
-                    self.err(path, f"expected a list of {self.stages} {what} (one per stage), got {v!r}")
+                    self.err(
+                        path, f"expected a list of {self.stages} {what} (one per stage), got {v!r}"
+                    )
             return
         if is_float_range and any(ok(v) for v in values) and not ok(0.5):
             self.err(path, f"expected {what}; a float range cannot give them")
