@@ -1,0 +1,140 @@
+"""build_model / reparameterize: exact preset parameter counts, deploy equivalence, and every
+sampled candidate of spaces/seeds.yaml trains (forward + backward) at 32x32."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import nas
+from tests.conftest import PRESETS, ROOT, randomize_for_equivalence
+
+# Published parameter counts (num_classes=1000, training form); seeds.md, [run] columns.
+PRESET_PARAMS = {
+    "convnextv2_atto": 3_708_400,
+    "convnextv2_tiny": 28_635_496,
+    "convnext_tiny": 28_589_128,
+    "replknet_31b": 79_864_168,
+    "container_light": 20_633_643,
+    "revcol_t": 30_456_168,
+    "revcol_s": 60_568_424,
+}
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(PRESET_PARAMS))
+def test_preset_parameter_count(name):
+    model = nas.build_model(nas.load_candidate(PRESETS / f"{name}.yaml"))
+    assert n_params(model) == PRESET_PARAMS[name]
+
+
+def test_replknet_deploy_parameter_count_and_original_untouched():
+    model = nas.build_model(nas.load_candidate(PRESETS / "replknet_31b.yaml"))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    deploy = nas.reparameterize(model)
+    assert n_params(deploy) == 79_527_272
+    assert n_params(model) == 79_864_168  # the original keeps its branches
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert n_params(nas.reparameterize(deploy)) == 79_527_272  # no-op on a deploy model
+
+
+@pytest.mark.parametrize("name", sorted(PRESET_PARAMS))
+def test_preset_deploy_equivalence(name):
+    torch.manual_seed(0)
+    c = nas.load_candidate(PRESETS / f"{name}.yaml")
+    model = randomize_for_equivalence(nas.build_model(c)).eval()
+    deploy = nas.reparameterize(model)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        ref, out = model(x), deploy(x)
+    assert out.shape == (2, 1000)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    if name != "replknet_31b":  # no re-param branch: deploy form has the same parameters
+        assert n_params(deploy) == n_params(model)
+
+
+def test_container_light_other_resolution():
+    c = nas.Candidate.from_params(
+        {"image_size": 96}, base=nas.load_candidate(PRESETS / "container_light.yaml")
+    )
+    model = nas.build_model(c)
+    assert model(torch.randn(1, 3, 96, 96)).shape == (1, 1000)
+
+
+def _seeds_samples(n: int, seed: int):
+    space = nas.load_space(ROOT / "spaces" / "seeds.yaml")
+    samples, _ = space.sample_distinct(n, np.random.default_rng(seed))
+    return samples
+
+
+def _unused_by_design(name: str) -> bool:
+    # RevCol's first column has no previous column: c^(0) = 0, so its alphas never act. They
+    # exist (and are counted) as in the official model, but receive no gradient.
+    return name.startswith("columns.0.alpha_theta.")
+
+
+@pytest.mark.parametrize("sample", _seeds_samples(20, seed=0), ids=lambda s: s.id)
+def test_seeds_candidate_forward_backward(sample):
+    c = sample.candidate
+    torch.manual_seed(0)
+    model = nas.build_model(c)
+    x = torch.randn(2, 3, c.image_size, c.image_size)
+    out = model(x)
+    assert out.shape == (2, c.num_classes)
+    assert torch.isfinite(out).all()
+    torch.nn.functional.cross_entropy(out, torch.tensor([0, 1])).backward()
+    for name, p in model.named_parameters():
+        if _unused_by_design(name):
+            assert p.grad is None
+            continue
+        assert p.grad is not None, f"{c.id}: {name} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{c.id}: {name} has a non-finite gradient"
+
+
+def _reparam_samples():
+    space = nas.load_space(ROOT / "spaces" / "seeds.yaml")
+    rng = np.random.default_rng(7)
+    out = []
+    while len(out) < 8:
+        s = space.sample(rng)
+        if any(s.candidate.small_kernels):
+            out.append(s)
+    return out
+
+
+@pytest.mark.parametrize("sample", _reparam_samples(), ids=lambda s: s.id)
+def test_sampled_reparam_equivalence(sample):
+    c = sample.candidate
+    torch.manual_seed(1)
+    model = randomize_for_equivalence(nas.build_model(c)).eval()
+    deploy = nas.reparameterize(model)
+    assert n_params(deploy) < n_params(model)  # every small branch is merged away
+    x = torch.randn(2, 3, c.image_size, c.image_size)
+    with torch.inference_mode():
+        torch.testing.assert_close(deploy(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_reparameterize_float64_exact():
+    c = nas.Candidate(
+        block="replk",
+        depths=(1, 1, 1, 1),
+        widths=(8, 16, 32, 32),
+        kernels=(31, 13, 7, 3),
+        small_kernels=(5, 3, 3, 1),
+        num_classes=5,
+        image_size=64,
+    )
+    model = randomize_for_equivalence(nas.build_model(c)).double().eval()
+    deploy = nas.reparameterize(model)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.inference_mode():
+        torch.testing.assert_close(deploy(x), model(x), atol=1e-10, rtol=0)
+
+
+def test_build_model_rejects_non_candidate():
+    with pytest.raises(TypeError, match="Candidate"):
+        nas.build_model({"macro": "plain"})
