@@ -205,10 +205,12 @@ class Candidate:
                     f"expected a positive integer for attention mixers, got {self.head_dim}",
                 )
             for i, (w, m) in enumerate(zip(self.widths, self.mixers)):
+                if self.block == "replk":  # the RepLK mixer acts on the dw_ratio expansion
+                    w = int(w * self.dw_ratio)
                 if m in ATTENTION_MIXERS and w % self.head_dim:
                     raise CandidateError(
                         f"widths[{i}]",
-                        f"mixer {m!r} needs a width divisible by head_dim={self.head_dim}, got {w}",
+                        f"mixer {m!r} needs a width{' x dw_ratio' if self.block == 'replk' else ''} divisible by head_dim={self.head_dim}, got {w}",
                     )
         for i, m in enumerate(self.mixers):
             if m == "static_global" and self.image_size % self.stage_stride(i):
@@ -340,7 +342,17 @@ class Candidate:
                 raise CandidateError(
                     key, f"unknown parameter{did_you_mean(key, allowed)}; expected one of {allowed}"
                 )
+        if data["head_dim"] == 0 and "head_dim" not in params:
+            data["head_dim"] = cls.head_dim  # the base's canonical 0 means "no attention": default
         n = len(data["depths"]) if isinstance(data["depths"], list) else 0
+        # Params that give every per-stage field for exactly stages 0..m-1 (``to_params()`` of an
+        # m-stage candidate) define an m-stage network, whatever the number of stages of the base.
+        spans = {
+            len(idx) if idx and idx == set(range(len(idx))) else None
+            for idx in (set(per_stage.get(name, ())) for name in STAGE_FIELDS)
+        }
+        if len(spans) == 1 and None not in spans:
+            n = spans.pop()
         for name, entries in per_stage.items():
             values = (
                 list(data[name])
@@ -387,6 +399,14 @@ def load_candidate(path: str | Path) -> Candidate:
 
 
 # ---------------------------------------------------------------------- checks
+def is_finite(value: int | float) -> bool:
+    """``math.isfinite`` that answers False (instead of raising) for an int too large for a float."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _check_name(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise CandidateError(
@@ -400,7 +420,12 @@ def _check_bool(name: str, value: Any) -> None:
 
 
 def _check_int(name: str, value: Any, *, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not is_finite(value)  # int() of inf/nan raises OverflowError/ValueError
+        or int(value) != value
+    ):
         raise CandidateError(name, f"expected an integer >= {lo}, got {value!r}")
     if value < lo:
         raise CandidateError(name, f"expected an integer >= {lo}, got {value!r}")
@@ -408,6 +433,6 @@ def _check_int(name: str, value: Any, *, lo: int) -> int:
 
 
 def _check_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not is_finite(value):
         raise CandidateError(name, f"expected a finite number, got {value!r}")
     return float(value)

@@ -149,7 +149,8 @@ def stage_blocks(c: Candidate, i: int, drop_rates: list[float]) -> nn.Sequential
 
 def drop_path_rates(c: Candidate) -> list[list[float]]:
     """Linearly increasing stochastic depth over all blocks, split per stage."""
-    rates = torch.linspace(0, c.drop_path, sum(c.depths)).tolist()
+    n = sum(c.depths)
+    rates = [c.drop_path * i / (n - 1) if n > 1 else 0.0 for i in range(n)]  # linspace(0, rate, n)
     out, start = [], 0
     for d in c.depths:
         out.append(rates[start : start + d])

@@ -20,7 +20,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from nas.candidate import BLOCKS, MACROS, MIXERS, NORMS, STAGE_FIELDS, Candidate, CandidateError
+from nas.candidate import (
+    BLOCKS,
+    MACROS,
+    MIXERS,
+    NORMS,
+    STAGE_FIELDS,
+    Candidate,
+    CandidateError,
+    is_finite,
+)
 from nas.errors import SpaceError
 from nas.expr import Expr, ExprError
 
@@ -33,7 +42,7 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and is_finite(v)
 
 
 _CHECKS: dict[str, tuple[str, Any]] = {
@@ -99,8 +108,8 @@ class Dim:
         """All values of a finite dimension (None for a float range or a derived value)."""
         if self.kind in ("choice", "fixed"):
             return self.values
-        if self.kind == "int":
-            return tuple(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        if self.kind == "int":  # a range, not a tuple: an int range may be huge
+            return range(int(self.low), int(self.high) + 1, int(self.step or 1))
         return None
 
     def derive(self, values: Mapping[str, Any]) -> Any:
@@ -132,6 +141,13 @@ class Dim:
                 self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
             )
         return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
+
+
+def _grid_size(grid) -> int:
+    """``len(grid)``, also for a range longer than ``sys.maxsize`` (where ``len`` overflows)."""
+    if isinstance(grid, range):
+        return max(0, (grid.stop - grid.start + grid.step - 1) // grid.step)
+    return len(grid)
 
 
 def _encode(v: Any) -> Any:
@@ -300,9 +316,10 @@ class Space:
             grid = dim.grid()
             if grid is None:
                 return math.inf
+            size = _grid_size(grid)
             if dim.name not in controlling:
-                return len(grid) * count(i + 1, values)
-            budget[0] -= len(grid)
+                return size * count(i + 1, values)
+            budget[0] -= size
             if budget[0] < 0:
                 raise SpaceError(
                     self.source,
@@ -370,8 +387,12 @@ def load_space(path: str | Path) -> Space:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<yaml>"
+        position = getattr(e, "position", None)  # yaml.reader.ReaderError has no mark
+        if mark is None and isinstance(position, int):
+            where = f"character {position + 1}"
+        problem = getattr(e, "problem", None) or str(e).strip().split("\n")[0]
         raise SpaceError(
-            str(p), where, f"YAML syntax error: {getattr(e, 'problem', None) or e}"
+            str(p), where, "YAML syntax error: " + " ".join(str(problem).split())
         ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise SpaceError(str(p), "<file>", f"cannot read: {e}") from None

@@ -6,16 +6,15 @@ bad input.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nas.candidate import STAGE_FIELDS, Candidate, CandidateError, load_candidate
+from nas.candidate import STAGE_FIELDS, Candidate, CandidateError, is_finite, load_candidate
 from nas.columns import COLUMNS, COST_COLUMNS
 from nas.errors import SpaceError, did_you_mean
 from nas.expr import Expr, ExprError
-from nas.space import _CHECKS, FREE_KEYS, STAGE_KEYS, Dim, Space
+from nas.space import _CHECKS, FREE_KEYS, STAGE_KEYS, Dim, Space, _grid_size
 
 __all__ = ["parse_space", "DATASETS", "DATA_KEYS", "TRAIN_KEYS"]
 
@@ -88,6 +87,12 @@ def parse_space(data: Any, *, source: str, root: Path | None) -> Space:
     stages = data.get("stages", base.num_stages)
     if not isinstance(stages, int) or isinstance(stages, bool) or stages < 1:
         err("stages", f"expected an integer >= 1, got {stages!r}")
+    if stages != base.num_stages:  # the per-stage lists of the base fix the number of stages
+        err(
+            "stages",
+            f"expected {base.num_stages} (the number of stages of the base candidate), got {stages}; "
+            f"use a base with {stages} stages to change it",
+        )
     objectives = _objectives(err, data.get("objectives"))
     constraints = _constraints(err, data.get("constraints"))
     sampler = data.get("sampler", "tpe")
@@ -211,8 +216,14 @@ def _constraints(err: _Err, value: Any) -> dict[str, tuple]:
     return out
 
 
+def _in_grid(v: Any, grid) -> bool:
+    if isinstance(grid, range):  # `in` on a range iterates for non-int values: test the number
+        return _num(v) and float(v).is_integer() and int(v) in grid
+    return v in grid
+
+
 def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and is_finite(v)
 
 
 class _Dims:
@@ -298,12 +309,17 @@ class _Dims:
                 bad = [
                     v
                     for v in allowed
-                    if grid is not None and dims[ref].kind != "derive" and v not in grid
+                    if grid is not None and dims[ref].kind != "derive" and not _in_grid(v, grid)
                 ]
                 if bad:
+                    shown = (
+                        list(grid)
+                        if _grid_size(grid) <= 64
+                        else f"integers in [{grid[0]}, {grid[-1]}] step {grid.step}"
+                    )
                     self.err(
                         f"{d.key_path}.when.{ref}",
-                        f"{bad[0]!r} is not a value of {ref}; allowed: {list(grid)}",
+                        f"{bad[0]!r} is not a value of {ref}; allowed: {shown}",
                     )
         return self._toposort(dims)
 
@@ -370,7 +386,7 @@ class _Dims:
         if (
             not isinstance(value, list)
             or len(value) != 2
-            or not all(isinstance(v, typ) and not isinstance(v, bool) for v in value)
+            or not all(isinstance(v, typ) and _num(v) for v in value)
         ):
             self.err(
                 f"{path}.{kind}",
@@ -384,12 +400,14 @@ class _Dims:
         if log and lo <= 0:
             self.err(f"{path}.log", f"a log range needs lo > 0, got {lo}")
         if kind == "int":
+            if max(abs(lo), abs(hi)) > 2**53:  # numpy draws int64, Optuna stores floats
+                self.err(f"{path}.int", f"expected bounds within +-2**53, got [{lo}, {hi}]")
             if not isinstance(step, int) or isinstance(step, bool) or step < 1:
                 self.err(f"{path}.step", f"expected an integer >= 1, got {step!r}")
             if log and step != 1:
                 self.err(f"{path}.step", "a log range cannot have a step (Optuna's rule too)")
-            grid = list(range(lo, hi + 1, step))
-            self._check_values(path, check, grid if len(grid) <= 4096 else [lo, hi])
+            grid = range(lo, hi + 1, step)  # a range: an int range may be huge
+            self._check_values(path, check, list(grid) if (hi - lo) // step < 4096 else [lo, hi])
         else:
             if "step" in spec:
                 self.err(f"{path}.step", "only int ranges take a step")
