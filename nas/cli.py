@@ -81,7 +81,67 @@ def _parser() -> argparse.ArgumentParser:
         default="table",
         help="output format (default table)",
     )
+    s.add_argument(
+        "--constraints",
+        action="store_true",
+        help="keep only candidates inside the space's params/MACs constraints (fast analytic cost); "
+        "reports the acceptance rate and how the constraints shift each choice's frequency",
+    )
     s.set_defaults(func=cmd_sample)
+
+    m = sub.add_parser(
+        "measure",
+        help="measure params, MACs, latency and training memory of candidates",
+        epilog=EPILOG,
+        description="TARGET is a candidate/preset YAML, or a space YAML (then -n N --seed S candidates). "
+        "One row per candidate: params/MACs in training and deploy form, deploy-form latency "
+        "(eval, inference_mode, warm-up >= 10 iters and >= 1 s, 30 timed runs), bytes saved for backward.",
+    )
+    m.add_argument("target", help="candidate (preset) YAML or design-space YAML")
+    m.add_argument(
+        "-n",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="candidates to sample from a space (default 1)",
+    )
+    m.add_argument("--seed", type=int, default=0, help="sampling seed for a space (default 0)")
+    m.add_argument(
+        "--json", action="store_true", help="one JSON object per candidate (exact key names)"
+    )
+    m.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    m.add_argument("--batch", type=_positive_int, default=1, help="latency batch (default 1)")
+    m.add_argument(
+        "--throughput-batch",
+        type=_positive_int,
+        default=None,
+        metavar="B",
+        help="also time batch B and report images/s",
+    )
+    m.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=None,
+        metavar="S",
+        help="input size (default: the candidate's)",
+    )
+    m.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="CPU threads, pinned while timing (default 1)",
+    )
+    m.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="autocast dtype on CUDA (default float32)",
+    )
+    m.add_argument("--channels-last", action="store_true", help="channels_last memory format (GPU)")
+    m.add_argument(
+        "--no-latency", action="store_true", help="skip timing (params, MACs, memory only)"
+    )
+    m.set_defaults(func=cmd_measure)
 
     d = sub.add_parser(
         "demo", help="run the quick-start job on the embedded digits data set", epilog=EPILOG
@@ -168,7 +228,21 @@ def cmd_sample(args) -> int:
     from nas.space import load_space
 
     space = load_space(args.space)
-    samples, stats = space.sample_distinct(args.n, np.random.default_rng(args.seed))
+    accept, seen = None, []
+    if args.constraints:
+        from nas.cost import fast_constraint_check
+
+        if not space.constraints:
+            raise UserError(
+                f"{args.space}: constraints: --constraints given but the space declares none"
+            )
+        check = fast_constraint_check(space.constraints, source=f"{args.space}: constraints")
+
+        def accept(sample) -> bool:
+            seen.append(sample.params)
+            return check(sample.candidate)
+
+    samples, stats = space.sample_distinct(args.n, np.random.default_rng(args.seed), accept=accept)
     rows = _sample_rows(space, samples)
     if args.format == "json":
         for s, row in zip(samples, rows):
@@ -189,12 +263,98 @@ def cmd_sample(args) -> int:
         df = pd.DataFrame([{k: _cell(v) for k, v in row.items()} for row in rows])
         text = df.to_csv(index=False) if args.format == "csv" else df.to_string(index=False)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if args.constraints:
+        from nas.cost import frequency_shift
+
+        rate = len(samples) / max(len(seen), 1)
+        print(
+            f"# constraints {space.constraints}: accepted {len(samples)} of {len(seen)} valid distinct candidates ({rate:.1%})",
+            file=sys.stderr,
+        )
+        for key, value, p_all, p_acc in frequency_shift(
+            seen, [s.params for s in samples], min_delta=0.05
+        )[:12]:
+            print(f"#   {key}={json.dumps(value)}: {p_all:.0%} -> {p_acc:.0%}", file=sys.stderr)
     print(
         f"# {len(samples)} distinct candidates from {stats['draws']} draws "
         f"({stats['invalid']} invalid, {stats['duplicate']} duplicates)",
         file=sys.stderr,
     )
     return 0
+
+
+def _targets(path: str, n: int, seed: int):
+    """A candidate YAML gives one candidate; a space YAML gives n sampled ones."""
+    import numpy as np
+    import yaml
+
+    from nas.candidate import CandidateError, load_candidate
+    from nas.space import load_space
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text()) if p.is_file() else None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        data = None  # load_space / load_candidate report it with the file name
+    if isinstance(data, dict) and ("space" in data or "data" in data or "objectives" in data):
+        samples, _ = load_space(p).sample_distinct(n, np.random.default_rng(seed))
+        return [s.candidate for s in samples]
+    if not p.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        return [load_candidate(p)]
+    except CandidateError as e:
+        raise UserError(str(e)) from None
+
+
+def cmd_measure(args) -> int:
+    from nas.measure import ROW_KEYS, LatencyProtocol, measure_candidate, resolve_device
+
+    device = resolve_device(args.device)
+    rows = []
+    for c in _targets(args.target, args.n, args.seed):
+        size = args.image_size or c.image_size
+        if size != c.image_size:
+            from nas.candidate import Candidate
+
+            c = Candidate.from_params({"image_size": size}, base=c)
+        proto = LatencyProtocol(
+            device=device,
+            batch=args.batch,
+            image_size=size,
+            threads=args.threads,
+            dtype=args.dtype,
+            channels_last=args.channels_last,
+        )
+        row = measure_candidate(
+            c, proto=proto, latency=not args.no_latency, throughput_batch=args.throughput_batch
+        )
+        rows.append(row)
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            lat = (
+                "-"
+                if row["latency_ms_p50"] is None
+                else f"{row['latency_ms_p50']:.3f} ms (p90 {row['latency_ms_p90']:.3f}, cv {row['latency_cv']:.1%})"
+            )
+            if row["status"] != "ok":
+                print(f"{row['candidate_id']}  {row['status']}: {row['error']}", flush=True)
+                continue
+            print(
+                f"{row['candidate_id']}  params {row['params']:,} (deploy {row['params_deploy']:,})  "
+                f"MACs {row['macs'] / 1e6:,.2f} M (deploy {row['macs_deploy'] / 1e6:,.2f} M)  latency {lat}  "
+                f"saved for backward {row['train_saved_bytes'] / 2**20:.2f} MiB",
+                flush=True,
+            )
+    if not args.json:
+        print(
+            f"# {device}, torch {rows[0]['torch_version']}, {args.threads} thread(s), batch {args.batch}; "
+            f"uncounted ops: {', '.join(rows[0]['uncounted_ops'] or []) or 'none'}",
+            file=sys.stderr,
+        )
+    assert all(k in rows[0] for k in ROW_KEYS)
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
 def cmd_demo(args) -> int:

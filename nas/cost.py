@@ -220,3 +220,55 @@ def analytic_cost(candidate: Candidate, *, image_size: int | None = None) -> dic
         "macs": t.macs,
         "macs_deploy": t.macs_deploy,
     }
+
+
+FAST_COLUMNS = {
+    "params_m": "params",
+    "params_m_deploy": "params_deploy",
+    "macs_m": "macs",
+    "macs_m_deploy": "macs_deploy",
+}
+
+
+def fast_constraint_check(constraints: dict, *, source: str = "constraints"):
+    """A predicate Candidate -> bool for the params/MACs windows of ``constraints``, computed by
+    ``analytic_cost``; columns that need a measurement (latency, memory) are refused."""
+    from nas.errors import UserError
+
+    slow = sorted(set(constraints) - set(FAST_COLUMNS))
+    if slow:
+        raise UserError(
+            f"{source}: {slow[0]} needs a measurement; the fast cost path filters only {sorted(FAST_COLUMNS)}"
+        )
+
+    def accept(candidate: Candidate) -> bool:
+        cost = analytic_cost(candidate)
+        for col, (lo, hi) in constraints.items():
+            value = cost[FAST_COLUMNS[col]] / 1e6
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                return False
+        return True
+
+    return accept
+
+
+def frequency_shift(
+    seen: list[dict], accepted: list[dict], *, min_delta: float = 0.0
+) -> list[tuple[str, object, float, float]]:
+    """(dimension, value, share among all valid candidates, share among accepted ones) for every
+    value of every dimension, largest shift first."""
+    import json
+
+    rows = []
+    keys = sorted({k for p in seen for k in p})
+    for key in keys:
+        values = {json.dumps(p[key]) for p in seen if key in p}
+        n_all = sum(key in p for p in seen)
+        n_acc = sum(key in p for p in accepted)
+        for v in sorted(values):
+            p_all = sum(json.dumps(p.get(key)) == v for p in seen if key in p) / max(n_all, 1)
+            p_acc = sum(json.dumps(p.get(key)) == v for p in accepted if key in p) / max(n_acc, 1)
+            if abs(p_acc - p_all) >= min_delta:
+                rows.append((key, json.loads(v), p_all, p_acc))
+    rows.sort(key=lambda r: -abs(r[3] - r[2]))
+    return rows

@@ -1,0 +1,219 @@
+"""Measurement: fvcore MACs (with the SDPA handle) against hand counts and FlopCounterMode; the
+analytic fast path against real models; latency protocol, cache and provenance; error rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nas
+from nas.blocks import AffinityMixer
+from nas.measure import (
+    ROW_KEYS,
+    LatencyProtocol,
+    count_macs,
+    fast_cost,
+    flop_counter_macs,
+    measure_candidate,
+    measure_latency,
+)
+from tests.conftest import PRESETS, ROOT
+
+
+def test_hand_counted_conv_and_depthwise():
+    x = torch.randn(1, 16, 20, 20)
+    conv = nn.Conv2d(16, 32, 3, padding=1)
+    assert count_macs(conv, x)[0] == 20 * 20 * 32 * 16 * 9 == flop_counter_macs(conv, x)
+    dw = nn.Conv2d(16, 16, 7, padding=3, groups=16)
+    assert count_macs(dw, x)[0] == 20 * 20 * 16 * 49 == flop_counter_macs(dw, x)
+
+
+def test_hand_counted_attention_layer():
+    dim, hw, head_dim = 32, 8, 8
+    mixer = AffinityMixer(dim, mode="dynamic", head_dim=head_dim)  # qkv 1x1, SDPA, proj 1x1
+    x = torch.randn(1, dim, hw, hw)
+    n = hw * hw
+    heads = dim // head_dim
+    expected = n * dim * 3 * dim + heads * n * n * (head_dim + head_dim) + n * dim * dim
+    macs, uncounted = count_macs(mixer, x)
+    assert macs == expected
+    assert "scaled_dot_product_attention" not in uncounted  # our handle counts it
+    assert flop_counter_macs(mixer, x) == expected
+
+
+def test_atto_params_and_macs_at_224():
+    c = nas.load_candidate(PRESETS / "convnextv2_atto.yaml")
+    model = nas.build_model(c)
+    macs, uncounted = count_macs(model, torch.randn(1, 3, 224, 224))
+    assert sum(p.numel() for p in model.parameters()) == 3_708_400
+    assert abs(macs - 0.55e9) / 0.55e9 < 0.01
+    assert {"gelu", "linalg_vector_norm"} <= set(uncounted)  # GRN's norm and GELU stay uncounted
+    assert fast_cost(c) == {
+        "params": 3_708_400,
+        "params_deploy": 3_708_400,
+        "macs": macs,
+        "macs_deploy": macs,
+    }
+
+
+def test_deploy_form_is_cheaper_only_with_reparam_branches():
+    rep = fast_cost(nas.load_candidate(PRESETS / "replknet_31b.yaml"))
+    assert rep["params_deploy"] == 79_527_272 and rep["params"] == 79_864_168
+    assert rep["macs_deploy"] < rep["macs"]
+    assert (
+        abs(rep["macs"] - 15.514e9) / 15.514e9 < 0.01
+    )  # fvcore 15.514 G (training form, seeds.md)
+    assert abs(rep["macs_deploy"] - 15.424e9) / 15.424e9 < 0.01
+    for name in ("convnextv2_tiny", "convnext_tiny", "container_light", "revcol_t"):
+        cost = fast_cost(nas.load_candidate(PRESETS / f"{name}.yaml"))
+        assert (cost["params_deploy"], cost["macs_deploy"]) == (cost["params"], cost["macs"])
+
+
+def test_published_macs():
+    # fvcore GFLOPs (= MACs) at 224 from seeds.md: ConvNeXt V2-T 4.466, Container-Light 3.856, RevCol-T 4.537
+    for name, gmacs in (
+        ("convnextv2_tiny", 4.466),
+        ("container_light", 3.856),
+        ("revcol_t", 4.537),
+    ):
+        macs = fast_cost(nas.load_candidate(PRESETS / f"{name}.yaml"))["macs"]
+        assert abs(macs / 1e9 - gmacs) / gmacs < 0.01, (name, macs)
+
+
+def _seeds(n, seed):
+    space = nas.load_space(ROOT / "spaces" / "seeds.yaml")
+    return [s.candidate for s in space.sample_distinct(n, np.random.default_rng(seed))[0]]
+
+
+@pytest.mark.heavy
+def test_fast_path_equals_full_measurement_on_30_sampled():
+    for c in _seeds(30, seed=3):
+        torch.manual_seed(0)
+        model = nas.build_model(c)
+        deploy = nas.reparameterize(model)
+        x = torch.randn(1, 3, c.image_size, c.image_size)
+        fast = fast_cost(c)
+        assert fast["params"] == sum(p.numel() for p in model.parameters()), c.id
+        assert fast["params_deploy"] == sum(p.numel() for p in deploy.parameters()), c.id
+        for key, m in (("macs", model), ("macs_deploy", deploy)):
+            full = count_macs(m, x)[0]
+            assert abs(fast[key] - full) <= 0.01 * full, (c.id, key, fast[key], full)
+
+
+def test_flop_counter_cross_check_on_plain_candidates():
+    checked = 0
+    for c in _seeds(12, seed=5):
+        if c.macro != "plain":  # FlopCounterMode does not see nearest upsampling (RevCol's up path)
+            continue
+        model = nas.build_model(c)
+        x = torch.randn(1, 3, c.image_size, c.image_size)
+        assert flop_counter_macs(model, x) == count_macs(model, x)[0], c.id
+        checked += 1
+    assert checked >= 3
+
+
+def test_measurement_row_has_every_key_and_provenance():
+    c = nas.Candidate(depths=(1, 1, 1, 1), widths=(8, 16, 32, 64), num_classes=10, image_size=32)
+    proto = LatencyProtocol(image_size=32, warmup_s=0.2, timed_iters=30)
+    row = measure_candidate(c, proto=proto, throughput_batch=4)
+    assert set(ROW_KEYS) <= set(row)
+    assert row["status"] == "ok" and row["candidate_id"] == c.id
+    assert row["device"] == "cpu" and row["threads"] == 1 and row["dtype"] == "float32"
+    assert row["torch_version"] == torch.__version__
+    assert row["warmup_iters"] >= 10 and row["timed_iters"] == 30
+    assert 0 < row["latency_ms_p50"] <= row["latency_ms_p90"] and row["latency_cv"] >= 0
+    assert row["train_saved_bytes"] > 0 and row["train_peak_bytes"] is None  # CPU: no CUDA peak
+    assert row["throughput_images_per_s"] > 0
+    json.dumps(row)  # JSON-serialisable as is
+
+
+def test_latency_cache_does_not_retime():
+    calls = []
+    model = nn.Conv2d(3, 4, 3)
+    model.register_forward_hook(lambda *a: calls.append(1))
+    proto = LatencyProtocol(image_size=16, warmup_s=0.0, warmup_iters=10, timed_iters=30)
+    first = measure_latency(model, proto, key="conv")
+    n = len(calls)
+    assert n >= 40
+    assert measure_latency(model, proto, key="conv") == first and len(calls) == n
+    measure_latency(
+        model, LatencyProtocol(image_size=16, batch=2, warmup_s=0.0), key="conv"
+    )  # other shape
+    assert len(calls) > n
+
+
+def test_failures_become_rows(monkeypatch):
+    import nas.model
+
+    c = nas.Candidate(depths=(1, 1, 1, 1), widths=(8, 16, 32, 64), num_classes=10, image_size=32)
+
+    def oom(_):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(nas.model, "build_model", oom)
+    row = measure_candidate(c, latency=False)
+    assert row["status"] == "oom" and "out of memory" in row["error"]
+    monkeypatch.setattr(
+        nas.model, "build_model", lambda _: (_ for _ in ()).throw(RuntimeError("boom"))
+    )
+    row = measure_candidate(c, latency=False)
+    assert row["status"] == "error" and "boom" in row["error"] and row["candidate_id"] == c.id
+
+
+def _nas(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "nas.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+def test_cli_measure_json():
+    r = _nas(
+        "measure",
+        "spaces/presets/convnextv2_atto.yaml",
+        "--json",
+        "--image-size",
+        "64",
+        "--no-latency",
+    )
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert set(ROW_KEYS) <= set(row) and row["params"] == 3_708_400
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the message on a machine without a GPU"
+)
+def test_cli_measure_cuda_without_gpu():
+    r = _nas("measure", "spaces/presets/convnextv2_atto.yaml", "--device", "cuda")
+    assert r.returncode == 2 and "no CUDA device" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_sample_with_constraints():
+    r = _nas(
+        "sample",
+        "spaces/quickstart.yaml",
+        "-n",
+        "8",
+        "--seed",
+        "2",
+        "--constraints",
+        "--format",
+        "json",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "accepted 8 of" in r.stderr
+    space = nas.load_space(ROOT / "spaces" / "quickstart.yaml")
+    for line in r.stdout.splitlines():
+        cost = fast_cost(nas.Candidate.from_dict(json.loads(line)["candidate"]))
+        assert cost["params"] / 1e6 <= space.constraints["params_m"][1]
+        assert cost["macs"] / 1e6 <= space.constraints["macs_m"][1]
