@@ -143,17 +143,100 @@ def _parser() -> argparse.ArgumentParser:
     )
     m.set_defaults(func=cmd_measure)
 
+    for mode, text in (
+        (
+            "survey",
+            "N distinct constrained random candidates (design-space population, feeds EDFs)",
+        ),
+        ("search", "Optuna search (TPE/NSGA-II/GP/random) over the space's objectives"),
+        ("ablate", "one-factor-at-a-time toggles around a baseline, R seeds each"),
+    ):
+        c = sub.add_parser(
+            mode,
+            help=text,
+            epilog=EPILOG,
+            description=f"{text}. Each trial: fast cost + constraints, "
+            "measurement (deploy form), short training; one row per trial in results/CAMPAIGN/trials.parquet.",
+        )
+        c.add_argument("space", help="design-space YAML file")
+        c.add_argument(
+            "--runner",
+            default=None,
+            help="runner profile YAML (default: a local Ray on this machine, as runners/local.yaml)",
+        )
+        c.add_argument(
+            "--name",
+            required=True,
+            help="campaign name: results go to RESULTS/NAME (runs with one name grow one table)",
+        )
+        c.add_argument(
+            "-n",
+            type=_positive_int,
+            default=8,
+            metavar="N",
+            help="trials (survey/search; default 8)",
+        )
+        c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        c.add_argument("--results", default="results", help="results root folder (default results)")
+        c.add_argument(
+            "--epochs", type=_positive_int, default=None, help="override the space's train.epochs"
+        )
+        c.add_argument(
+            "--retrain",
+            action="store_true",
+            help="re-run work already in the table (same candidate, seed and budget)",
+        )
+        if mode == "ablate":
+            c.add_argument(
+                "--baseline",
+                default=None,
+                help="baseline candidate/preset YAML (default: the space's base)",
+            )
+            c.add_argument(
+                "--axes",
+                default=None,
+                help="comma-separated dimensions to toggle (default: every top-level choice)",
+            )
+            c.add_argument(
+                "--seeds",
+                type=_positive_int,
+                default=1,
+                metavar="R",
+                help="seeds per point (default 1)",
+            )
+            c.add_argument(
+                "--factorial",
+                action="store_true",
+                help="full factorial over the axes instead of one-at-a-time",
+            )
+        c.set_defaults(func=cmd_campaign, mode=mode)
+
+    r = sub.add_parser(
+        "resume",
+        help="continue an interrupted campaign",
+        epilog=EPILOG,
+        description="Tuner.restore of the campaign's last experiment: finished trials are not re-run.",
+    )
+    r.add_argument("folder", help="campaign folder, e.g. results/quickstart")
+    r.set_defaults(func=cmd_resume)
+
     d = sub.add_parser(
-        "demo", help="run the quick-start job on the embedded digits data set", epilog=EPILOG
+        "demo",
+        help="run the quick-start campaign on the embedded digits data set",
+        epilog=EPILOG,
+        description="A survey campaign over spaces/quickstart.yaml (digits, 32x32) on a local Ray; "
+        "prints where the campaign table is.",
     )
     d.add_argument(
-        "--space",
-        default="spaces/quickstart.yaml",
-        help="space to use (default spaces/quickstart.yaml)",
+        "--space", default="spaces/quickstart.yaml", help="space (default spaces/quickstart.yaml)"
     )
-    d.add_argument("-n", type=_positive_int, default=6, metavar="N", help="candidates (default 6)")
+    d.add_argument(
+        "--runner", default="runners/local.yaml", help="runner profile (default runners/local.yaml)"
+    )
+    d.add_argument("--name", default="quickstart", help="campaign name (default quickstart)")
+    d.add_argument("-n", type=_positive_int, default=8, metavar="N", help="candidates (default 8)")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", default="results/demo", help="output folder (default results/demo)")
+    d.add_argument("--results", default="results", help="results root (default results)")
     d.set_defaults(func=cmd_demo)
     return p
 
@@ -357,29 +440,102 @@ def cmd_measure(args) -> int:
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
-def cmd_demo(args) -> int:
-    import numpy as np
+def _print_table_summary(folder) -> None:
+    from nas.table import read_table
 
+    df = read_table(folder)
+    counts = df["status"].value_counts().to_dict() if len(df) else {}
+    print(
+        f"{folder / 'trials.parquet'}: {len(df)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})"
+    )
+    cols = [
+        c
+        for c in (
+            "trial_id",
+            "candidate_id",
+            "status",
+            "val_acc",
+            "params_m",
+            "macs_m",
+            "latency_ms_p50",
+            "epochs",
+        )
+        if c in df
+    ]
+    if len(df):
+        if "val_acc" in df:
+            df = df.sort_values("val_acc", ascending=False, na_position="last")
+        print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def cmd_campaign(args) -> int:
+    from nas.campaign import run_campaign
+
+    for path, what in ((args.space, "space"), (args.runner, "runner")):
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"{path}: no such file (the {what})")
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    axes = (
+        [a.strip() for a in args.axes.split(",") if a.strip()]
+        if getattr(args, "axes", None)
+        else None
+    )
+    folder = run_campaign(
+        args.mode,
+        args.space,
+        name=args.name,
+        runner_path=args.runner,
+        n=args.n,
+        seed=args.seed,
+        results=args.results,
+        baseline=getattr(args, "baseline", None),
+        axes=axes,
+        seeds=getattr(args, "seeds", 1),
+        factorial=getattr(args, "factorial", False),
+        retrain=args.retrain,
+        train_overrides=overrides,
+    )
+    _print_table_summary(folder)
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from nas.campaign import resume_campaign
+
+    folder = resume_campaign(args.folder)
+    _print_table_summary(folder)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The quick-start job: a survey campaign over spaces/quickstart.yaml on the digits data."""
+    from nas.campaign import run_campaign
     from nas.space import load_space
 
     space = load_space(args.space)
+    runner = args.runner if Path(args.runner).is_file() else None
     print(
-        f"[1/2] {args.space}: valid space {space.name!r}, {int(space.cardinality()):,} parameter points"
+        f"[1/2] {args.space}: space {space.name!r}, {int(space.cardinality()):,} parameter points, "
+        f"data {space.data.get('dataset', 'digits')} at {space.base.image_size}x{space.base.image_size}",
+        flush=True,
     )
-    samples, stats = space.sample_distinct(args.n, np.random.default_rng(args.seed))
-    rows = _sample_rows(space, samples)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    import pandas as pd
-
-    table = pd.DataFrame([{k: _cell(v) for k, v in row.items()} for row in rows])
-    table.to_csv(out / "candidates.csv", index=False)
-    print(f"[2/2] sampled {len(samples)} distinct candidates ({stats['draws']} draws):")
-    print(table[["id", "macro", "width", "depths", "grn"]].to_string(index=False))
-    print(f"\nwrote {out / 'candidates.csv'}")
     print(
-        "NOTE: this demo stops after sampling: building, measuring, training and campaigns are not implemented yet."
+        f"[2/2] survey campaign {args.name!r}: {args.n} candidates inside {dict(space.constraints)}, "
+        f"{space.train.get('epochs', 6)} epochs each, on a local Ray (this takes a few minutes)",
+        flush=True,
     )
+    folder = run_campaign(
+        "survey",
+        args.space,
+        name=args.name,
+        runner_path=runner,
+        n=args.n,
+        seed=args.seed,
+        results=args.results,
+    )
+    _print_table_summary(folder)
+    print(f"\ncampaign table: {folder / 'trials.parquet'} (and trials.csv)")
+    print("reports (Pareto fronts, EDFs) are not implemented yet; the table is the result.")
     return 0
 
 

@@ -231,6 +231,11 @@ class Space:
             if kinds.get(k) not in (None, "fixed", "derive")
         }
 
+    def from_optuna_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Inverse of ``optuna_params``: decode categorical values that travelled as JSON."""
+        kinds = {d.name: d.kind for d in self.dims}
+        return {k: _decode(v) if kinds.get(k) == "choice" else v for k, v in params.items()}
+
     def _derive(self, dim: Dim, values: Mapping[str, Any]) -> Any:
         try:
             return dim.derive(values)

@@ -1,0 +1,116 @@
+"""The campaign table: one row per trial in ``results/<campaign>/trials.parquet`` (+ ``.csv``).
+
+Rows are appended as trials finish and the files are replaced atomically (write a temporary
+file, then ``os.replace``), so a crash never leaves a half-written table and never loses a row
+that was written. A row is keyed by ``trial_id``: writing the same trial again replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nas.errors import UserError
+
+__all__ = ["CampaignTable", "read_table"]
+
+# Leading columns, in this order; every other column follows alphabetically.
+LEAD = (
+    "campaign",
+    "mode",
+    "trial_id",
+    "candidate_id",
+    "seed",
+    "status",
+    "reason",
+    "val_acc",
+    "val_acc_best",
+)
+
+
+def _cell(value: Any) -> Any:
+    """Parquet-friendly cells: lists/dicts as canonical JSON strings."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def read_table(folder: str | Path):
+    """The campaign table as a DataFrame (empty if none was written yet)."""
+    import pandas as pd
+
+    path = Path(folder) / "trials.parquet"
+    if not path.exists():
+        return pd.DataFrame(columns=list(LEAD))
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - a damaged file is user-facing
+        raise UserError(
+            f"{path}: cannot read the campaign table ({type(e).__name__}: {e})"
+        ) from None
+
+
+class CampaignTable:
+    """Append-only (by trial id) table with atomic writes."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.df = read_table(self.folder)
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+    def has(self, trial_id: str) -> bool:
+        return bool(len(self.df)) and trial_id in set(self.df["trial_id"])
+
+    def row(self, trial_id: str) -> dict[str, Any]:
+        """One row as plain Python values (NaN -> None)."""
+        sub = self.df[self.df["trial_id"] == trial_id]
+        if not len(sub):
+            raise KeyError(trial_id)
+        return json.loads(sub.iloc[[0]].to_json(orient="records"))[0]
+
+    def done_keys(self) -> set[str]:
+        """``run_key`` of every finished (non-error) row: identical work is not redone."""
+        if not len(self.df) or "run_key" not in self.df:
+            return set()
+        ok = self.df[self.df["status"].isin(["ok", "infeasible", "diverged"])]
+        return set(ok["run_key"].dropna())
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        import pandas as pd
+
+        new = pd.DataFrame([{k: _cell(v) for k, v in row.items()}])
+        df = self.df[self.df["trial_id"] != row["trial_id"]] if len(self.df) else self.df
+        df = pd.concat([df, new], ignore_index=True) if len(df) else new
+        cols = [c for c in LEAD if c in df] + sorted(c for c in df if c not in LEAD)
+        self.df = df[cols]
+        self._write()
+
+    def _write(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name, writer in (("trials.parquet", self._parquet), ("trials.csv", self._csv)):
+            target = self.folder / name
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
+            os.close(fd)
+            try:
+                writer(tmp)
+                os.replace(tmp, target)
+            except OSError as e:
+                Path(tmp).unlink(missing_ok=True)
+                raise UserError(
+                    f"{target}: cannot write the campaign table ({e.strerror or e}); the existing table is intact"
+                ) from None
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+    def _parquet(self, path: str) -> None:
+        self.df.to_parquet(path, index=False)
+
+    def _csv(self, path: str) -> None:
+        self.df.to_csv(path, index=False)

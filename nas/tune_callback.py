@@ -1,0 +1,74 @@
+"""Ray Tune callback (driver side) that writes the campaign table; imports ray at module level,
+so it is only imported by ``nas.campaign`` when a campaign runs. Module-level so that
+``Tuner.restore`` can unpickle it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ray import tune
+
+from nas.candidate import Candidate
+from nas.table import CampaignTable
+
+__all__ = ["TableCallback"]
+
+
+class TableCallback(tune.Callback):
+    """Driver side: one row per finished trial, written atomically as it finishes."""
+
+    def __init__(self, folder: str, campaign: str, mode: str):
+        self.folder, self.campaign, self.mode = folder, campaign, mode
+
+    def _write(self, trial, status: str | None = None, reason: str | None = None) -> None:
+        result = trial.last_result or {}
+        if result.get("_existing"):  # its row was written before a driver crash
+            return
+        row = (
+            json.loads(result["_row"])
+            if "_row" in result
+            else self._fallback(trial, result, status, reason)
+        )
+        plan = trial.config.get("plan") or {}
+        row["axis"], row["axis_value"] = plan.get("axis"), plan.get("axis_value")
+        row["trial_id"] = trial.trial_id
+        CampaignTable(self.folder).add(row)
+
+    def _fallback(self, trial, result: dict, status, reason) -> dict:
+        plan = trial.config.get("plan") or {}
+        c = Candidate.from_dict(plan["candidate"]) if plan else None
+        epochs = int(result.get("epoch", 0) or 0)
+        status = status or "ok"
+        if reason is None and status == "ok":
+            reason = f"stopped early by the scheduler after {epochs} epochs"
+        row = {
+            "campaign": self.campaign,
+            "mode": self.mode,
+            "status": status,
+            "reason": reason,
+            "epochs": epochs,
+            "candidate_id": c.id if c else None,
+            "seed": plan.get("seed"),
+            "run_key": plan.get("run_key"),
+        }
+        for k in ("val_acc", "val_loss", "train_loss", "params_m", "macs_m", "latency_ms_p50"):
+            if k in result:
+                row[k] = result[k]
+        if c is not None:
+            row.update({f"arch.{k}": v for k, v in c.to_params().items()})
+        elif trial.config:
+            row.update({f"param.{k}": v for k, v in trial.config.items()})
+        return row
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._write(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        text = ""
+        if trial.error_file and os.path.exists(trial.error_file):
+            text = Path(trial.error_file).read_text()[-2000:]
+        last = text.strip().splitlines()[-1] if text.strip() else "the trial's worker failed"
+        status = "oom" if "out of memory" in text.lower() or "OutOfMemory" in text else "error"
+        self._write(trial, status=status, reason=last[:500])
