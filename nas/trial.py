@@ -105,6 +105,7 @@ def run_trial(
         "reason": None,
         "run_key": run_key(candidate, seed, train_cfg, spec.data),
         "epochs": 0,
+        **dict.fromkeys(("val_acc", "val_acc_best", "val_loss", "train_loss")),
         "started_at": started,
         **{f"arch.{k}": v for k, v in candidate.to_params().items()},
         **{f"train.{k}": v for k, v in train_cfg.items()},

@@ -1,0 +1,221 @@
+"""Real local Ray campaigns (tiny space, synthetic data, 1 epoch): survey, search, ablate, the
+table's schema, growing a campaign without re-running work, and SIGKILL of the driver + resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nas.measure import ROW_KEYS
+from nas.table import read_table
+from nas.trial import STATUSES
+from tests.conftest import PRESETS, ROOT
+
+pytestmark = pytest.mark.heavy
+
+SPACE = f"""
+name: tiny
+base: {PRESETS / "convnextv2_atto.yaml"}
+data: {{dataset: synthetic, image_size: 32}}
+train: {{epochs: 1, batch_size: 64}}
+objectives: {{val_acc: max, macs_m: min}}
+constraints: {{params_m: [0, {{limit}}]}}
+space:
+  width: {{choice: [8, 16]}}
+  depths: [1, 1, 1, 1]
+  grn: {{choice: [true, false]}}
+  stage:
+    kernel: {{choice: [3, 5], tie: true}}
+"""
+RUNNER = """
+name: test
+cpus_per_trial: 1
+max_concurrent: 2
+object_store_mb: 128
+latency: serial
+"""
+
+
+def write_space(tmp_path: Path, limit: float = 1.0) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE.replace("{limit}", str(limit)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    from nas.campaign import init_ray
+    from nas.runner import Runner
+
+    init_ray(Runner(num_cpus=2, object_store_mb=128))
+    yield
+    ray.shutdown()  # only the local Ray this module started
+
+
+@pytest.fixture()
+def runner(tmp_path) -> Path:
+    path = tmp_path / "runner.yaml"
+    path.write_text(RUNNER)
+    return path
+
+
+def check_schema(df, n: int) -> None:
+    assert len(df) == n and df["trial_id"].is_unique
+    for col in (
+        "trial_id",
+        "candidate_id",
+        "status",
+        "reason",
+        "val_acc",
+        "seed",
+        "campaign",
+        "mode",
+        "epochs",
+        "params_m",
+        "macs_m",
+        "run_key",
+        "wall_s",
+        *ROW_KEYS,
+    ):
+        assert col in df.columns, col
+    assert set(df["status"]) <= set(STATUSES)
+    ok = df[df["status"] == "ok"]
+    assert (
+        ok[["val_acc", "params", "macs", "params_deploy", "macs_deploy", "latency_ms_p50"]]
+        .notna()
+        .all()
+        .all()
+    )
+    assert (ok["epochs"] == 1).all()
+    assert any(
+        c.startswith("arch.stage.") for c in df.columns
+    )  # every candidate choice is a column
+
+
+def test_survey_then_grow_without_rerun(ray_local, tmp_path, runner):
+    from nas.campaign import run_campaign
+
+    space = write_space(tmp_path)
+    folder = run_campaign(
+        "survey", str(space), name="s", runner_path=str(runner), n=4, seed=0, results=str(tmp_path)
+    )
+    df = read_table(folder)
+    check_schema(df, 4)
+    assert (df["status"] == "ok").all() and df["candidate_id"].is_unique
+    assert set(df["latency_source"]) == {"serial"}
+    assert (
+        (folder / "space.yaml").is_file()
+        and (folder / "runner.yaml").is_file()
+        and (folder / "trials.csv").is_file()
+    )
+    # same name again: nothing new to run, nothing re-run, table unchanged
+    run_campaign(
+        "survey", str(space), name="s", runner_path=str(runner), n=4, seed=0, results=str(tmp_path)
+    )
+    again = read_table(folder)
+    assert again.equals(df)
+
+
+def test_search_records_infeasible_without_training(ray_local, tmp_path, runner):
+    from nas.campaign import run_campaign
+
+    space = write_space(tmp_path, limit=0.1)  # width 16 (~0.22 M params) violates it, width 8 fits
+    folder = run_campaign(
+        "search", str(space), name="q", runner_path=str(runner), n=6, seed=1, results=str(tmp_path)
+    )
+    df = read_table(folder)
+    check_schema(df, 6)
+    infeasible = df[df["status"] == "infeasible"]
+    assert len(infeasible) >= 1
+    assert (infeasible["epochs"] == 0).all() and infeasible["val_acc"].isna().all()
+    assert infeasible["reason"].str.contains("params_m").all()
+    assert infeasible["params_m"].notna().all()  # measured, never trained
+    assert (df.loc[df["status"] == "ok", "params_m"] <= 0.1).all()
+
+
+def test_ablate_one_factor_at_a_time(ray_local, tmp_path, runner):
+    from nas.campaign import run_campaign
+
+    space = write_space(tmp_path, limit=5.0)
+    folder = run_campaign(
+        "ablate",
+        str(space),
+        name="a",
+        runner_path=str(runner),
+        seed=0,
+        results=str(tmp_path),
+        axes=["grn", "stage.kernel"],
+        seeds=2,
+        baseline=str(PRESETS / "convnextv2_atto.yaml"),
+        train_overrides={"epochs": 1},
+    )
+    df = read_table(folder)
+    # baseline (grn on, kernel 7) + grn=false + kernel 3 + kernel 5; grn=true is the baseline itself
+    assert sorted(df["axis"].unique()) == ["baseline", "grn", "stage.kernel"]
+    assert len(df) == 4 * 2 and sorted(df["seed"].unique()) == [0, 1]
+    check_schema(df, 8)
+    base = df[df["axis"] == "baseline"].iloc[0]
+    kernels = df[df["axis"] == "stage.kernel"]
+    assert set(kernels["arch.stage.0.kernel"]) == {3, 5} and base["arch.stage.0.kernel"] == 7
+    assert (df[df["axis"] == "grn"]["arch.grn"] == False).all()  # noqa: E712
+
+
+def _nas(*args, **kw):
+    return subprocess.Popen(
+        [sys.executable, "-m", "nas.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
+
+
+def test_driver_sigkill_then_resume(tmp_path, runner):
+    space = write_space(tmp_path)
+    text = space.read_text().replace("epochs: 1", "epochs: 3")
+    space.write_text(text)
+    folder = tmp_path / "k"
+    proc = _nas(
+        "survey",
+        str(space),
+        "--runner",
+        str(runner),
+        "--name",
+        "k",
+        "-n",
+        "6",
+        "--results",
+        str(tmp_path),
+        start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and len(read_table(folder)) < 2:
+        time.sleep(0.5)
+    before = read_table(folder)
+    assert 2 <= len(before) < 6, "the campaign should be interrupted mid-way"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1)
+    try:  # the local Ray the driver started is in its session: stop only that
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    resumed = _nas("resume", str(folder))
+    out, _ = resumed.communicate(timeout=420)
+    assert resumed.returncode == 0, out[-3000:]
+    after = read_table(folder)
+    assert len(after) == 6 and after["trial_id"].is_unique and after["candidate_id"].is_unique
+    assert (after["status"] == "ok").all()
+    kept = after.set_index("trial_id").loc[before["trial_id"]]
+    # finished trials were not re-run: same start/finish times and metrics
+    for col in ("started_at", "finished_at", "val_acc"):
+        assert list(kept[col]) == list(before.set_index("trial_id")[col]), col
