@@ -237,11 +237,33 @@ def init_ray(runner: Runner) -> None:
             num_cpus=runner.num_cpus or os.cpu_count(),
             object_store_memory=runner.object_store_mb * 2**20,
         )
+    _check_reachable(address, runner)
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, TimeoutError) as e:
         raise UserError(
             f"runner {runner.name!r}: cannot reach Ray at {address!r}: {str(e).splitlines()[0]}"
+        ) from None
+
+
+def _check_reachable(address: str | None, runner: Runner) -> None:
+    """Fail within ``connect_timeout_s`` (not Ray's long retry loop) when a host:port is unreachable."""
+    import socket
+
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(
+            f"runner {runner.name!r}: address: expected 'auto', 'HOST:PORT' or 'ray://HOST:PORT', got {address!r}"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=runner.connect_timeout_s):
+            pass
+    except OSError as e:
+        raise UserError(
+            f"runner {runner.name!r}: cannot reach the Ray cluster at {address} within {runner.connect_timeout_s:g} s "
+            f"({e.strerror or e})"
         ) from None
 
 
@@ -288,8 +310,9 @@ def run_campaign(
         raise UserError(f"mode: expected one of {list(MODES)}, got {mode!r}")
     space, runner = load_space(space_path), load_runner(runner_path)
     folder = Path(results).resolve() / name
-    folder.mkdir(parents=True, exist_ok=True)
-    table = CampaignTable(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: exists and is not a folder")
+    table = CampaignTable(folder)  # reads an existing table; writes nothing
     done = set() if retrain else table.done_keys()
     spec = _spec(space, runner, name, mode, dict(train_overrides or {}))
     stats: dict[str, Any] = {}
@@ -312,6 +335,14 @@ def run_campaign(
     skipped = sum(p["run_key"] in done for p in plans)
     plans = [p for p in plans if p["run_key"] not in done]
     stats["skipped_done"] = skipped
+    if plans or mode == "search":
+        init_ray(runner)  # before anything is written: an unreachable cluster leaves no trace
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(
+            f"{folder}: cannot create the campaign folder ({e.strerror or e})"
+        ) from None
     shutil.copy2(space_path, folder / "space.yaml")
     if runner_path:
         shutil.copy2(runner_path, folder / "runner.yaml")
@@ -336,7 +367,6 @@ def run_campaign(
         _write_manifest(folder, manifest)
         return folder
     _write_manifest(folder, manifest)
-    init_ray(runner)
     tuner = _tuner(mode, space, runner, spec, folder, storage, experiment, plans, n, seed)
     tuner.fit()
     _finish(folder, spec, runner)

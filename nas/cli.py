@@ -137,11 +137,43 @@ def _parser() -> argparse.ArgumentParser:
         default="float32",
         help="autocast dtype on CUDA (default float32)",
     )
-    m.add_argument("--channels-last", action="store_true", help="channels_last memory format (GPU)")
+    m.add_argument(
+        "--nchw",
+        action="store_true",
+        help="time in NCHW instead of the default channels_last layout",
+    )
     m.add_argument(
         "--no-latency", action="store_true", help="skip timing (params, MACs, memory only)"
     )
     m.set_defaults(func=cmd_measure)
+
+    t = sub.add_parser(
+        "train",
+        help="train one candidate on a short budget",
+        epilog=EPILOG,
+        description="Train a candidate (preset YAML) and print one line per epoch, ending with its status.",
+    )
+    t.add_argument("target", help="candidate (preset) YAML")
+    t.add_argument("--epochs", type=_positive_int, default=6, help="epochs (default 6)")
+    t.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits | cifar10 | imagefolder | synthetic (default digits)",
+    )
+    t.add_argument(
+        "--data-path", default=None, help="data folder for cifar10/imagefolder (or NAS_DATA)"
+    )
+    t.add_argument("--image-size", type=_positive_int, default=32, help="input size (default 32)")
+    t.add_argument(
+        "--batch-size", type=_positive_int, default=None, help="batch size (default 128)"
+    )
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
+    t.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    t.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    t.add_argument(
+        "--checkpoint", default=None, help="save after every epoch and resume from this file"
+    )
+    t.set_defaults(func=cmd_train)
 
     for mode, text in (
         (
@@ -210,6 +242,20 @@ def _parser() -> argparse.ArgumentParser:
                 help="full factorial over the axes instead of one-at-a-time",
             )
         c.set_defaults(func=cmd_campaign, mode=mode)
+
+    b = sub.add_parser(
+        "bench",
+        help="performance benchmarks (ratios measured side by side)",
+        epilog=EPILOG,
+        description="Run a benchmark; prints its figures and, last, its ratio(s) against the target(s); "
+        "writes results/bench/NAME.json. Names: cost, latency, reparam, revcol, kernels, grn, trainer, all.",
+    )
+    b.add_argument("name", help="cost | latency | reparam | revcol | kernels | grn | trainer | all")
+    b.add_argument(
+        "--quick", action="store_true", help="small sizes (CI smoke run, a couple of minutes)"
+    )
+    b.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    b.set_defaults(func=cmd_bench)
 
     r = sub.add_parser(
         "resume",
@@ -407,7 +453,7 @@ def cmd_measure(args) -> int:
             image_size=size,
             threads=args.threads,
             dtype=args.dtype,
-            channels_last=args.channels_last,
+            channels_last=not args.nchw,
         )
         row = measure_candidate(
             c, proto=proto, latency=not args.no_latency, throughput_batch=args.throughput_batch
@@ -466,6 +512,80 @@ def _print_table_summary(folder) -> None:
         if "val_acc" in df:
             df = df.sort_values("val_acc", ascending=False, na_position="last")
         print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def cmd_train(args) -> int:
+    import time
+
+    from nas.candidate import Candidate
+    from nas.data import DataConfig, load_data
+    from nas.model import build_model
+    from nas.train import TrainConfig, train
+
+    (candidate,) = _targets(args.target, 1, args.seed)
+    data_cfg = DataConfig.from_dict(
+        {
+            "dataset": args.dataset,
+            "image_size": args.image_size,
+            "seed": args.seed,
+            **({"path": args.data_path} if args.data_path else {}),
+        },
+        source="data",
+    )
+    overrides = {
+        k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None
+    }
+    cfg = TrainConfig.from_dict(
+        {"epochs": args.epochs, "seed": args.seed, "device": args.device, **overrides},
+        source="flags",
+    )
+    data = load_data(data_cfg)
+    candidate = Candidate.from_params(
+        {"num_classes": data.num_classes, "image_size": args.image_size}, base=candidate
+    )
+    print(
+        f"{args.target}: candidate {candidate.id} on {data.name} ({data.num_train} train / {data.num_val} val, "
+        f"{data.num_classes} classes, {args.image_size}x{args.image_size}), {cfg.epochs} epochs on {cfg.device}",
+        flush=True,
+    )
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(candidate)
+    t0 = time.perf_counter()
+
+    def progress(m: dict) -> None:
+        print(
+            f"epoch {m['epoch']}/{cfg.epochs}  train_loss={m['train_loss']:.4f}  val_loss={m['val_loss']:.4f}  "
+            f"val_acc={m['val_acc']:.4f}  epoch_s={m['epoch_s']:.1f}  images_per_s={m['images_per_s']:.0f}",
+            flush=True,
+        )
+
+    result = train(model, data, cfg, report=progress, checkpoint=args.checkpoint)
+    best = max((h["val_acc"] for h in result.history), default=float("nan"))
+    print(
+        f"status={result.status}{' (' + result.reason + ')' if result.reason else ''}  "
+        f"val_acc={result.metrics.get('val_acc', float('nan')):.4f}  best_val_acc={best:.4f}  "
+        f"total_s={time.perf_counter() - t0:.1f}"
+    )
+    return 0 if result.status == "ok" else 1
+
+
+def cmd_bench(args) -> int:
+    from nas.bench import BENCHES, format_result, run_bench
+    from nas.measure import resolve_device
+
+    if args.name not in BENCHES:
+        raise UserError(
+            f"bench: unknown benchmark {args.name!r}; expected one of {sorted(BENCHES)}"
+        )
+    device = resolve_device(args.device)
+    result = run_bench(args.name, quick=args.quick, device=device)
+    results = result if args.name == "all" else {args.name: result}
+    for name, res in results.items():
+        for line in format_result(name, res):
+            print(line)
+    return 0
 
 
 def cmd_campaign(args) -> int:

@@ -43,6 +43,9 @@ DATA_KEYS: dict[str, tuple] = {
     "val_fraction": _NUM,
     "seed": (int,),
     "limit": (int,),
+    "flip": (bool,),
+    "crop_pad": (int,),
+    "workers": (int,),
 }
 TRAIN_KEYS: dict[str, tuple] = {
     "epochs": (int,),

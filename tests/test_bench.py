@@ -1,0 +1,74 @@
+"""nas.bench: registry, errors, output shape, Kendall tau and the cost benchmark's agreement check.
+Correctness only: no benchmark is timed against a wall-clock bound here."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nas.bench import BENCHES, _bench_cost, format_result, kendall_tau, run_bench
+from nas.errors import UserError
+
+NAMES = {"cost", "latency", "reparam", "revcol", "kernels", "grn", "trainer", "all"}
+
+
+def test_registry_lists_every_benchmark():
+    assert set(BENCHES) == NAMES
+    assert all(callable(fn) for fn in BENCHES.values())
+
+
+def test_unknown_name_lists_the_valid_names(tmp_path):
+    with pytest.raises(UserError) as err:
+        run_bench("nope", quick=True, out_dir=tmp_path)
+    assert all(name in str(err.value) for name in NAMES)
+    assert not list(tmp_path.iterdir())
+
+
+def test_format_result_ends_with_the_targets():
+    result = {
+        "figures": {"ratio": 0.91, "per_k": {"k7/k3": 1.5}},
+        "targets": [
+            {"label": "ratio", "value": 0.91, "text": ">= 0.95", "met": False},
+            {"label": "k31/k3", "value": 7.0, "text": "<= 6x on GPU; n/a on CPU", "met": None},
+        ],
+        "notes": ["a note"],
+        "provenance": {"quick": True, "device": "cpu", "torch": "x", "threads": 1},
+    }
+    lines = format_result("demo", result)
+    assert lines[0].startswith("bench demo (quick, cpu")
+    assert lines[-2:] == [
+        "ratio 0.91 (target >= 0.95: MISSED)",
+        "k31/k3 7 (target <= 6x on GPU; n/a on CPU: n/a)",
+    ]
+    assert any("note: a note" in line for line in lines)
+
+
+def test_kendall_tau_known_rankings():
+    a = [1, 2, 3, 4, 5]
+    assert kendall_tau(a, a) == 1.0
+    assert kendall_tau(a, a[::-1]) == -1.0
+    assert kendall_tau(a, [10, 20, 30, 40, 50]) == 1.0  # values, not ranks: same order
+    # by hand: [3, 1, 2] vs [1, 2, 3]: pairs (3,1) disc, (3,2) disc, (1,2) conc -> (1 - 2) / 3
+    assert kendall_tau([3, 1, 2], [1, 2, 3]) == pytest.approx(-1 / 3)
+    # one swapped adjacent pair out of 10: (9 - 1) / 10
+    assert kendall_tau([1, 2, 3, 4, 5], [2, 1, 3, 4, 5]) == pytest.approx(0.8)
+    assert math.isnan(kendall_tau([1, 1, 1], [1, 2, 3]))
+    with pytest.raises(ValueError):
+        kendall_tau([1, 2], [1, 2, 3])
+
+
+def test_kendall_tau_matches_scipy_with_ties():
+    stats = pytest.importorskip("scipy.stats")
+    a, b = [1, 2, 2, 3, 5, 4, 7], [2, 1, 3, 3, 6, 4, 5]
+    assert kendall_tau(a, b) == pytest.approx(stats.kendalltau(a, b).statistic)
+
+
+def test_cost_bench_tiny_agrees_with_full_measurement():
+    res = _bench_cost(n_fast=8, n_full=2, rounds=2)
+    figures = res["figures"]
+    assert figures["agreement"] is True and figures["mismatches"] == []
+    assert figures["n_fast"] == 8 and figures["n_full"] == 2
+    assert figures["fast_per_s"] > 0 and figures["speedup"] > 0
+    assert [t["label"] for t in res["targets"]][-1] == "fast_per_s"
+    assert all(set(t) == {"label", "value", "text", "met"} for t in res["targets"])
