@@ -84,9 +84,11 @@ def plan_ablation(
 
 
 def _axis_values(space: Space, axis: str) -> list:
-    names = [
-        d for d in space.dims if d.name == axis or d.name.split(".")[0::2] == axis.split(".")[0::2]
-    ]
+    def matches(name: str) -> bool:  # "stage.kernel" also names the per-stage dims stage.<i>.kernel
+        parts = name.split(".")
+        return name == axis or (len(parts) == 3 and parts[0] == "stage" and axis == f"stage.{parts[2]}")
+
+    names = [d for d in space.dims if matches(d.name)]
     grid = next((d.grid() for d in names if d.grid() is not None and d.kind != "derive"), None)
     if not grid:
         known = sorted(
