@@ -15,7 +15,7 @@ from torch import nn
 
 from nas.blocks.grn import GRN
 from nas.blocks.mixer import AffinityMixer
-from nas.blocks.norm import DropPath, LayerScale
+from nas.blocks.norm import DropPath, expanded_width, layer_scale_module
 
 __all__ = ["ContainerBlock"]
 
@@ -66,15 +66,7 @@ class ContainerBlock(nn.Module):
         drop_path: float = 0.0,
     ) -> None:
         super().__init__()
-        hidden = int(mlp_ratio * dim)
-        if hidden < 1:
-            raise ValueError(
-                f"mlp_ratio: expected int(mlp_ratio * dim) >= 1, got {mlp_ratio} * {dim}"
-            )
-        if layer_scale < 0:
-            raise ValueError(
-                f"layer_scale: expected 0 (off) or a positive init value, got {layer_scale}"
-            )
+        hidden = expanded_width(dim, mlp_ratio)
         self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.norm1 = nn.BatchNorm2d(dim)
         self.mixer = AffinityMixer(
@@ -90,11 +82,8 @@ class ContainerBlock(nn.Module):
         )
         self.norm2 = nn.BatchNorm2d(dim)
         self.mlp = _cmlp(dim, hidden, grn=grn)
-        if layer_scale > 0:
-            self.ls1 = LayerScale(dim, layer_scale, channels_last=False)
-            self.ls2 = LayerScale(dim, layer_scale, channels_last=False)
-        else:
-            self.ls1, self.ls2 = nn.Identity(), nn.Identity()
+        self.ls1 = layer_scale_module(dim, layer_scale, channels_last=False)
+        self.ls2 = layer_scale_module(dim, layer_scale, channels_last=False)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

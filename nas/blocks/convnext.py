@@ -13,7 +13,7 @@ from torch import nn
 
 from nas.blocks.grn import GRN
 from nas.blocks.mixer import AffinityMixer, check_mixer
-from nas.blocks.norm import NORMS, DropPath, LayerScale
+from nas.blocks.norm import NORMS, DropPath, expanded_width, layer_scale_module
 from nas.blocks.reparam import RepDWConv
 
 __all__ = ["ConvNeXtBlock"]
@@ -57,15 +57,7 @@ class ConvNeXtBlock(nn.Module):
         check_mixer(mixer)
         if norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; expected one of {sorted(NORMS)}")
-        hidden = int(mlp_ratio * dim)
-        if hidden < 1:
-            raise ValueError(
-                f"mlp_ratio: expected int(mlp_ratio * dim) >= 1, got {mlp_ratio} * {dim}"
-            )
-        if layer_scale < 0:
-            raise ValueError(
-                f"layer_scale: expected 0 (off) or a positive init value, got {layer_scale}"
-            )
+        hidden = expanded_width(dim, mlp_ratio)
         if mixer == "static":
             # with small_kernel == 0 the large conv (with bias, no BN) is the only branch
             self.mixer = RepDWConv(
@@ -89,9 +81,7 @@ class ConvNeXtBlock(nn.Module):
         self.act = nn.GELU()
         self.grn = GRN(hidden, channels_last=True) if grn else nn.Identity()
         self.pwconv2 = nn.Linear(hidden, dim)
-        self.ls = (
-            LayerScale(dim, layer_scale, channels_last=True) if layer_scale > 0 else nn.Identity()
-        )
+        self.ls = layer_scale_module(dim, layer_scale, channels_last=True)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

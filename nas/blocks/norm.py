@@ -88,3 +88,18 @@ def make_norm2d(kind: str, dim: int, *, eps: float | None = None) -> nn.Module:
     if kind == "ln":
         return LayerNorm2d(dim, eps=eps)
     return nn.BatchNorm2d(dim, eps=eps)
+
+
+def expanded_width(dim: int, ratio: float, *, name: str = "mlp_ratio") -> int:
+    """``int(ratio * dim)``, refusing a width below 1 with the argument's name."""
+    width = int(ratio * dim)
+    if width < 1:
+        raise ValueError(f"{name}: expected int({name} * dim) >= 1, got {ratio} * {dim}")
+    return width
+
+
+def layer_scale_module(dim: int, init: float, *, channels_last: bool) -> nn.Module:
+    """LayerScale with ``init`` (> 0), or Identity for 0 (off); a negative init is refused."""
+    if init < 0:
+        raise ValueError(f"layer_scale: expected 0 (off) or a positive init value, got {init}")
+    return LayerScale(dim, init, channels_last=channels_last) if init > 0 else nn.Identity()

@@ -15,7 +15,7 @@ from torch import nn
 
 from nas.blocks.grn import GRN
 from nas.blocks.mixer import AffinityMixer, check_mixer
-from nas.blocks.norm import DropPath, LayerScale
+from nas.blocks.norm import DropPath, expanded_width, layer_scale_module
 from nas.blocks.reparam import RepDWConv
 
 __all__ = ["ConvFFN", "RepLKBlock", "conv_bn"]
@@ -65,9 +65,7 @@ class RepLKBlock(nn.Module):
     ) -> None:
         super().__init__()
         check_mixer(mixer)
-        inner = int(dim * dw_ratio)
-        if inner < 1:
-            raise ValueError(f"dw_ratio: expected int(dw_ratio * dim) >= 1, got {dw_ratio} * {dim}")
+        inner = expanded_width(dim, dw_ratio, name="dw_ratio")
         self.pre_bn = nn.BatchNorm2d(dim)
         self.pw1 = conv_bn(dim, inner, 1, relu=True)
         if mixer == "static":
@@ -88,9 +86,7 @@ class RepLKBlock(nn.Module):
             )
         self.lk_act = nn.ReLU()
         self.pw2 = conv_bn(inner, dim, 1)
-        self.ls = (
-            LayerScale(dim, layer_scale, channels_last=False) if layer_scale > 0 else nn.Identity()
-        )
+        self.ls = layer_scale_module(dim, layer_scale, channels_last=False)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,19 +111,13 @@ class ConvFFN(nn.Module):
         drop_path: float = 0.0,
     ) -> None:
         super().__init__()
-        hidden = int(mlp_ratio * dim)
-        if hidden < 1:
-            raise ValueError(
-                f"mlp_ratio: expected int(mlp_ratio * dim) >= 1, got {mlp_ratio} * {dim}"
-            )
+        hidden = expanded_width(dim, mlp_ratio)
         self.pre_bn = nn.BatchNorm2d(dim)
         self.pw1 = conv_bn(dim, hidden, 1)
         self.act = nn.GELU()
         self.grn = GRN(hidden, channels_last=False) if grn else nn.Identity()
         self.pw2 = conv_bn(hidden, dim, 1)
-        self.ls = (
-            LayerScale(dim, layer_scale, channels_last=False) if layer_scale > 0 else nn.Identity()
-        )
+        self.ls = layer_scale_module(dim, layer_scale, channels_last=False)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
