@@ -86,6 +86,9 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
         raise SpaceError(
             source, "<root>", f"expected a mapping of runner settings, got {type(data).__name__}"
         )
+    data = dict(data)
+    if data.get("latency") is False:  # YAML reads a bare `off` as false
+        data["latency"] = "off"
     for key, value in data.items():
         if key not in _FIELDS:
             raise SpaceError(
