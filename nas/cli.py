@@ -248,9 +248,9 @@ def _parser() -> argparse.ArgumentParser:
         help="performance benchmarks (ratios measured side by side)",
         epilog=EPILOG,
         description="Run a benchmark; prints its figures and, last, its ratio(s) against the target(s); "
-        "writes results/bench/NAME.json. Names: cost, latency, reparam, revcol, kernels, grn, trainer, all.",
+        "writes results/bench/NAME.json. Names: cost, latency, reparam, revcol, kernels, grn, trainer, campaign, all.",
     )
-    b.add_argument("name", help="cost | latency | reparam | revcol | kernels | grn | trainer | all")
+    b.add_argument("name", help="cost | latency | reparam | revcol | kernels | grn | trainer | campaign | all")
     b.add_argument(
         "--quick", action="store_true", help="small sizes (CI smoke run, a couple of minutes)"
     )

@@ -10,7 +10,7 @@ import pytest
 from nas.bench import BENCHES, _bench_cost, format_result, kendall_tau, run_bench
 from nas.errors import UserError
 
-NAMES = {"cost", "latency", "reparam", "revcol", "kernels", "grn", "trainer", "all"}
+NAMES = {"campaign", "cost", "latency", "reparam", "revcol", "kernels", "grn", "trainer", "all"}
 
 
 def test_registry_lists_every_benchmark():
