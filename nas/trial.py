@@ -183,25 +183,35 @@ def _train(
     costs = _numeric_costs(row)
     latency = {k: row[k] for k in ("latency_ms_p50", "latency_ms_p90") if row.get(k) is not None}
 
-    def on_epoch(metrics: dict) -> None:
-        out = {**defaults, **latency, **costs, **metrics}
-        report(
-            {
-                k: v
-                for k, v in out.items()
-                if k in spec.objectives or k in metrics or k in costs or k in latency
-            }
-        )
-
+    history: list[dict] = []
     t0 = time.perf_counter()
+
+    def on_epoch(metrics: dict) -> None:
+        history.append(metrics)
+        _record(row, history, time.perf_counter() - t0)
+        out = {**defaults, **latency, **costs, **metrics}
+        keep = {
+            k: v
+            for k, v in out.items()
+            if k in spec.objectives or k in metrics or k in costs or k in latency
+        }
+        # the row so far travels with every report: a scheduler (ASHA) may stop the trial here
+        partial = {**row, "status": "ok", "finished_at": time.time()}
+        report({**keep, "_row": json.dumps(partial, default=str), "_partial": True})
+
     result = train(model, data, cfg, report=on_epoch, checkpoint=checkpoint)
-    row["train_s"] = time.perf_counter() - t0
-    row["epochs"] = len(result.history)
+    _record(row, result.history, time.perf_counter() - t0)
     row["status"], row["reason"] = result.status, result.reason or None
-    if result.history:
-        last = result.history[-1]
+
+
+def _record(row: dict, history: list[dict], train_s: float) -> None:
+    """Training results so far into the row."""
+    row["train_s"] = train_s
+    row["epochs"] = len(history)
+    if history:
+        last = history[-1]
         row.update(
             {k: last[k] for k in ("val_acc", "val_loss", "train_loss", "epoch_s", "images_per_s")}
         )
-        row["val_acc_best"] = max(h["val_acc"] for h in result.history)
-        row["history"] = [{k: round(float(v), 6) for k, v in h.items()} for h in result.history]
+        row["val_acc_best"] = max(h["val_acc"] for h in history)
+        row["history"] = [{k: round(float(v), 6) for k, v in h.items()} for h in history]

@@ -26,11 +26,19 @@ class TableCallback(tune.Callback):
         result = trial.last_result or {}
         if result.get("_existing"):  # its row was written before a driver crash
             return
-        row = (
-            json.loads(result["_row"])
-            if "_row" in result
-            else self._fallback(trial, result, status, reason)
-        )
+        if "_row" not in result:  # failed before its first report
+            row = self._fallback(trial, result, status, reason)
+        else:
+            row = json.loads(result["_row"])
+            if status is not None:  # the worker died after a report
+                row.update(status=status, reason=reason)
+            elif result.get("_partial"):  # stopped by the scheduler after an epoch
+                planned = row.get("train.epochs")
+                if planned is not None and row["epochs"] < planned:
+                    row["reason"] = (
+                        f"stopped early by the scheduler after {row['epochs']} of {planned} epochs"
+                    )
+            row["wall_s"] = row.get("finished_at", 0) - row.get("started_at", 0)
         plan = trial.config.get("plan") or {}
         row["axis"], row["axis_value"] = plan.get("axis"), plan.get("axis_value")
         row["trial_id"] = trial.trial_id

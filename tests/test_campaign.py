@@ -219,3 +219,28 @@ def test_driver_sigkill_then_resume(tmp_path, runner):
     # finished trials were not re-run: same start/finish times and metrics
     for col in ("started_at", "finished_at", "val_acc"):
         assert list(kept[col]) == list(before.set_index("trial_id")[col]), col
+
+
+def test_search_with_asha_records_early_stops(ray_local, tmp_path):
+    from nas.campaign import run_campaign
+
+    space = write_space(tmp_path, limit=5.0)
+    space.write_text(space.read_text().replace("epochs: 1", "epochs: 3"))
+    runner = tmp_path / "asha.yaml"
+    runner.write_text(RUNNER + "scheduler: asha\n")
+    folder = run_campaign(
+        "search",
+        str(space),
+        name="asha",
+        runner_path=str(runner),
+        n=6,
+        seed=3,
+        results=str(tmp_path),
+    )
+    df = read_table(folder)
+    check_schema_loose = df["candidate_id"].notna().all() and (df["status"] == "ok").all()
+    assert len(df) == 6 and check_schema_loose
+    stopped = df[df["epochs"] < 3]
+    assert len(stopped) >= 1  # ASHA's grace period is one epoch: the worse half stops there
+    assert stopped["reason"].str.startswith("stopped early by the scheduler after").all()
+    assert df[["params", "macs", "val_acc"]].notna().all().all()  # measured before the stop
