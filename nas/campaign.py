@@ -129,7 +129,7 @@ def _trainable(config: dict, spec: TrialSpec, space: Space | None, folder: str) 
                 shutil.copy2(f, ckpt_dir / f.name)
 
     def report(metrics: dict) -> None:
-        if (ckpt_dir / "train.pt").exists() and "_row" not in metrics:
+        if "epoch" in metrics and (ckpt_dir / "train.pt").exists():  # an epoch report: checkpoint it
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
         else:
             tune.report(metrics)
@@ -157,15 +157,10 @@ def _trainable(config: dict, spec: TrialSpec, space: Space | None, folder: str) 
             }
             report({**objective_defaults(spec.objectives), "_row": json.dumps(row, default=str)})
             return
-        candidate, seed, train, extra = (
-            sample.candidate,
-            spec.train.get("seed", 0),
-            sample.train,
-            {"params": params},
-        )
+        candidate, seed, train = sample.candidate, spec.train.get("seed", 0), sample.train
     else:
         candidate, seed, train = Candidate.from_dict(plan["candidate"]), plan["seed"], plan["train"]
-        extra = {"params": plan.get("params")}
+        params = plan.get("params")
     key = trial_run_key(spec, candidate, seed, train)
     if plan is None and key in table.done_keys():  # the same work was done before: reuse its row
         old = table.row(table.df.loc[table.df["run_key"] == key, "trial_id"].iloc[0])
@@ -187,7 +182,7 @@ def _trainable(config: dict, spec: TrialSpec, space: Space | None, folder: str) 
         train_overrides=train,
         report=report,
         checkpoint=ckpt_dir / "train.pt",
-        **extra,
+        params=params,
     )
 
 

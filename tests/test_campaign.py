@@ -111,6 +111,8 @@ def test_survey_then_grow_without_rerun(ray_local, tmp_path, runner):
     check_schema(df, 4)
     assert (df["status"] == "ok").all() and df["candidate_id"].is_unique
     assert set(df["latency_source"]) == {"serial"}
+    checkpoints = list((folder / "ray").glob("survey-*/*/checkpoint_*/train.pt"))
+    assert len(checkpoints) == 4  # every trial checkpointed its epoch (what resume continues from)
     assert (
         (folder / "space.yaml").is_file()
         and (folder / "runner.yaml").is_file()
