@@ -199,6 +199,15 @@ class _DefineByRun:
         return {k: v for k, v in values.items() if k in self.constants}
 
 
+def _optuna_storage(folder: Path):
+    """The study lives in ``<campaign>/optuna.log`` (a journal file: open it with
+    ``optuna-dashboard``), so a search can be watched live and inspected afterwards."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "optuna.log")))
+
+
 def _sampler(name: str, seed: int):
     import optuna
 
@@ -405,7 +414,8 @@ def _tuner(mode, space, runner, spec, folder, storage, experiment, plans, n, see
             metric=metrics if len(metrics) > 1 else metrics[0],
             mode=modes if len(modes) > 1 else modes[0],
             sampler=_sampler(runner.sampler or space.sampler, seed),
-            seed=seed,
+            study_name=experiment,
+            storage=_optuna_storage(folder),
         )
         if runner.scheduler:
             from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler

@@ -141,6 +141,12 @@ def test_search_records_infeasible_without_training(ray_local, tmp_path, runner)
     assert infeasible["reason"].str.contains("params_m").all()
     assert infeasible["params_m"].notna().all()  # measured, never trained
     assert (df.loc[df["status"] == "ok", "params_m"] <= 0.1).all()
+    import optuna  # the study is stored in the campaign folder (for optuna-dashboard)
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(folder / "optuna.log")))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    assert summary.n_trials == 6
 
 
 def test_ablate_one_factor_at_a_time(ray_local, tmp_path, runner):
