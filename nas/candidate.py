@@ -312,6 +312,18 @@ class Candidate:
         return cls.from_dict(json.loads(text))
 
     @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Candidate:
+        """The candidate of a campaign-table row (its ``arch.<param>`` cells; empty cells skip)."""
+        params = {}
+        for key, value in row.items():
+            if not str(key).startswith("arch.") or value is None:
+                continue
+            if isinstance(value, float) and math.isnan(value):
+                continue
+            params[key[len("arch.") :]] = value.item() if hasattr(value, "item") else value
+        return cls.from_params(params)
+
+    @classmethod
     def from_params(cls, params: Mapping[str, Any], *, base: Candidate | None = None) -> Candidate:
         """Build from flat params; unspecified fields come from ``base`` (default: the defaults).
 

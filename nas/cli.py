@@ -12,7 +12,9 @@ from nas.commands import (
     cmd_bench,
     cmd_campaign,
     cmd_demo,
+    cmd_export,
     cmd_measure,
+    cmd_report,
     cmd_resume,
     cmd_sample,
     cmd_train,
@@ -275,12 +277,58 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("folder", help="campaign folder, e.g. results/quickstart")
     r.set_defaults(func=cmd_resume)
 
+    rp = sub.add_parser(
+        "report",
+        help="Pareto fronts, EDFs, ablation effects of a campaign (HTML, Markdown, CSV, PNG)",
+        epilog=EPILOG,
+        description="Write report.html (self-contained), report.md, pareto.csv and plots/*.png "
+        "into the campaign folder.",
+    )
+    rp.add_argument("folder", help="campaign folder, e.g. results/quickstart")
+    rp.add_argument(
+        "--objectives",
+        metavar="COL:SENSE,...",
+        help="objectives of the front, e.g. val_acc:max,macs_m:min (default: the campaign's)",
+    )
+    rp.add_argument(
+        "--budget",
+        action="append",
+        metavar="EXPR",
+        help="a budget such as 'latency_ms_p50<=2' (repeatable): the report names the best "
+        "trial within all budgets",
+    )
+    rp.set_defaults(func=cmd_report)
+
+    e = sub.add_parser(
+        "export",
+        help="export chosen trials: candidate YAML, deploy weights, row, rebuild snippet",
+        epilog=EPILOG,
+        description="Writes OUT/<trial_id>/{candidate.yaml, deploy.pt or RETRAIN.md, row.json, README.md}.",
+    )
+    e.add_argument("folder", help="campaign folder, e.g. results/quickstart")
+    pick = e.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--trial", action="append", metavar="ID", help="a trial id (repeatable)")
+    pick.add_argument("--pareto", action="store_true", help="every member of the Pareto front")
+    pick.add_argument(
+        "--best-under",
+        action="append",
+        metavar="EXPR",
+        help="the best trial within budgets such as 'latency_ms_p50<=2' (repeatable)",
+    )
+    e.add_argument(
+        "--objectives",
+        metavar="COL:SENSE,...",
+        help="objectives for --pareto/--best-under (default: the campaign's)",
+    )
+    e.add_argument("--out", required=True, help="output folder")
+    e.set_defaults(func=cmd_export)
+
     d = sub.add_parser(
         "demo",
         help="run the quick-start campaign on the embedded digits data set",
         epilog=EPILOG,
         description="A survey campaign over spaces/quickstart.yaml (digits, 32x32) on a local Ray; "
-        "prints where the campaign table is.",
+        "writes its report and prints where it is.",
     )
     d.add_argument(
         "--space", default="spaces/quickstart.yaml", help="space (default spaces/quickstart.yaml)"

@@ -370,6 +370,43 @@ def cmd_demo(args) -> int:
         results=args.results,
     )
     _print_table_summary(folder)
+    from nas.report_render import write_report
+
+    write_report(folder)
     print(f"\ncampaign table: {folder / 'trials.parquet'} (and trials.csv)")
-    print("reports (Pareto fronts, EDFs) are not implemented yet; the table is the result.")
+    print(f"report: {folder / 'report.html'} (and report.md, pareto.csv, plots/)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Pareto front, hypervolume, EDFs, ablation effects and cost attribution of a campaign."""
+    from nas.report_render import write_report
+
+    report = write_report(args.folder, objectives=args.objectives, budgets=args.budget or ())
+    print(report.summary)
+    for s in report.sections:
+        figures = f", {len(s.figures)} plot(s)" if s.figures else ""
+        state = f"not drawn: {s.unavailable}" if s.unavailable else f"ok{figures}"
+        print(f"  {s.title}: {state}")
+    print(f"report: {report.folder / 'report.html'} (and report.md, pareto.csv, plots/)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    """Candidate YAML, deploy weights and row of the chosen trials."""
+    from nas.export import export_candidates
+    from nas.report import parse_objectives
+
+    objectives = parse_objectives(args.objectives) if args.objectives else None
+    folders = export_candidates(
+        args.folder,
+        args.out,
+        trial=args.trial or (),
+        pareto=args.pareto,
+        best_under=args.best_under or (),
+        objectives=objectives,
+    )
+    for dest in folders:
+        weights = "deploy.pt" if (dest / "deploy.pt").exists() else "no weights (see RETRAIN.md)"
+        print(f"{dest}: candidate.yaml, {weights}, row.json, README.md")
     return 0
