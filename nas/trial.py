@@ -21,7 +21,7 @@ import torch
 
 from nas.candidate import Candidate
 
-__all__ = ["TrialSpec", "run_trial", "objective_defaults", "STATUSES"]
+__all__ = ["TrialSpec", "run_trial", "objective_defaults", "is_oom", "STATUSES"]
 
 log = logging.getLogger(__name__)
 STATUSES = ("ok", "infeasible", "diverged", "oom", "error")
@@ -67,9 +67,20 @@ def _train_cfg(spec: TrialSpec, seed: int, train_overrides: Mapping[str, Any] | 
     return {**spec.train, **dict(train_overrides or {}), "seed": seed, "device": spec.device}
 
 
+# what an allocation failure says: CUDA/MPS ("out of memory"), the CPU allocator ("can't allocate
+# memory", a RuntimeError, not torch.OutOfMemoryError), Python's MemoryError
+_OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory", "memoryerror")
+
+
+def is_oom(text: str) -> bool:
+    """Whether an error message (or traceback) says that an allocation failed."""
+    low = text.lower()
+    return any(t in low for t in _OOM_TEXT)
+
+
 def _status_of(exc: BaseException) -> str:
-    text = str(exc).lower()
-    return "oom" if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text else "error"
+    oom = isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or is_oom(str(exc))
+    return "oom" if oom else "error"
 
 
 def run_trial(
@@ -125,7 +136,8 @@ def run_trial(
         row["latency_source"] = "inline" if spec.latency_inline else "pending"
         row.update(cost_columns(measured))
         if measured["status"] != "ok":
-            row.update(status=measured["status"], reason=measured["error"])
+            status = "oom" if is_oom(str(measured["error"])) else measured["status"]
+            row.update(status=status, reason=measured["error"])
         else:
             violations += check_constraints(cost_columns(measured), spec.constraints)
             if violations:

@@ -12,6 +12,7 @@ from ray import tune
 
 from nas.candidate import Candidate
 from nas.table import CampaignTable
+from nas.trial import is_oom
 
 __all__ = ["TableCallback"]
 
@@ -78,5 +79,5 @@ class TableCallback(tune.Callback):
         if trial.error_file and os.path.exists(trial.error_file):
             text = Path(trial.error_file).read_text()[-2000:]
         last = text.strip().splitlines()[-1] if text.strip() else "the trial's worker failed"
-        status = "oom" if "out of memory" in text.lower() or "OutOfMemory" in text else "error"
+        status = "oom" if is_oom(text) or "OutOfMemory" in text else "error"
         self._write(trial, status=status, reason=last[:500])
