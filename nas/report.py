@@ -109,9 +109,10 @@ def parse_budget(expr: str) -> Budget:
 
 
 def apply_budgets(df: pd.DataFrame, budgets: Iterable[str | Budget]) -> pd.Series:
-    """Rows that satisfy every budget (strings or ``(column, op, value)``); NaN fails a budget."""
+    """Rows that satisfy every budget (``"col<=x"`` strings or ``(column, op, value)``); NaN
+    fails a budget."""
     keep = pd.Series(True, index=df.index)
-    for budget in budgets:
+    for budget in [budgets] if isinstance(budgets, str) else budgets:
         col, op, value = parse_budget(budget) if isinstance(budget, str) else budget
         if op not in _OPS:
             raise UserError(
@@ -630,9 +631,9 @@ def ablation_effects(df: pd.DataFrame, metrics: Sequence[str] = ABLATION_METRICS
 
 def _require_ablation(df: pd.DataFrame) -> None:
     modes = sorted({str(m) for m in df["mode"].dropna()}) if "mode" in df.columns else []
-    if "axis" not in df.columns or set(modes) - {"ablate"}:
+    if {"axis", "axis_value", "seed"} - set(df.columns) or set(modes) - {"ablate"}:
         raise UserError(
-            f"ablation effects need an ablate campaign table (with axis/axis_value columns); "
+            f"ablation effects need an ablate campaign table (columns axis, axis_value, seed); "
             f"this table has mode {', '.join(modes) or 'unknown'}"
         )
 

@@ -73,6 +73,7 @@ def test_apply_budgets_nan_fails_and_unknown_column():
     keep = apply_budgets(df, ["params_m<=1.5", ("macs_m", "<", 20)])
     assert keep.tolist() == [True, False, False, False]
     assert apply_budgets(df, []).all()
+    assert apply_budgets(df, "params_m<=1.5").tolist() == [True, False, False, True]
     with pytest.raises(UserError, match="budget column 'param_m' is not in the table.*'params_m'"):
         apply_budgets(df, ["param_m<1"])
 
