@@ -20,7 +20,7 @@ from typing import Any
 
 from nas.candidate import Candidate
 from nas.errors import UserError, did_you_mean
-from nas.table import read_table
+from nas.table import read_table, records
 
 __all__ = ["campaign_objectives", "export_candidates", "find_weights", "select_trials"]
 
@@ -116,7 +116,9 @@ def _write_weights(row: dict[str, Any], candidate: Candidate, folder: Path, dest
     from nas.model import build_model, reparameterize
 
     if row.get("status") != "ok":
-        return f"the trial did not finish training (status {row.get('status')}: {row.get('reason')})"
+        return (
+            f"the trial did not finish training (status {row.get('status')}: {row.get('reason')})"
+        )
     source = row.get("reused_from") or row["trial_id"]
     path = find_weights(folder, source)
     if path is None:
@@ -150,11 +152,13 @@ def export_candidates(
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} exists and is not a folder")
     written = []
-    for row in json.loads(rows.to_json(orient="records")):
+    for row in records(rows):
         try:
             candidate = Candidate.from_row(row)
         except UserError as e:
-            raise UserError(f"{folder}: trial {row['trial_id']} has no valid candidate ({e})") from None
+            raise UserError(
+                f"{folder}: trial {row['trial_id']} has no valid candidate ({e})"
+            ) from None
         dest = out / str(row["trial_id"])
         dest.mkdir(parents=True, exist_ok=True)
         (dest / "candidate.yaml").write_text(

@@ -24,6 +24,7 @@ import numpy as np
 
 from nas.errors import UserError
 from nas.export import campaign_objectives, load_campaign
+from nas.table import records
 
 __all__ = ["Figure", "Report", "build_report", "write_report"]
 
@@ -103,17 +104,32 @@ def build_report(
         + (f"; budgets {' and '.join(budgets)}" if budgets else "")
     )
     pareto_section, front = _pareto_section(df, objectives, list(budgets))
+    knees = pareto_section.table["knee"].tolist() if pareto_section.table is not None else []
     sections = [
         pareto_section,
         _hypervolume_section(df, objectives),
         _edf_section(df),
         _ablation_section(df),
-        _attribution_section(df, front),
+        _attribution_section(df, front, knees),
         _curves_section(front),
         _failures_section(df),
     ]
     name = str(df["campaign"].iloc[0]) if len(df) else folder.name
-    return Report(name, folder, objectives, list(budgets), summary, sections, front)
+    return Report(
+        name, folder, objectives, list(budgets), summary, sections, _pareto_csv(front, knees)
+    )
+
+
+def _pareto_csv(front, knees):
+    """pareto.csv: each member's ids, objectives, costs and architecture (``arch.*``)."""
+    lead = ["trial_id", "candidate_id", "seed", "status", "epochs", "val_acc", "val_acc_best"]
+    costs = [c for c in LABELS if c not in lead]
+    cols = [c for c in dict.fromkeys(lead + costs) if c in front]
+    cols += sorted(c for c in front.columns if c.startswith("arch."))
+    out = front[cols].copy()
+    if len(out):
+        out.insert(2, "knee", knees)
+    return out
 
 
 def _numeric_columns(df) -> list[str]:
@@ -169,10 +185,12 @@ def _hypervolume_section(df, objectives):
 
     section = Section("Hypervolume over trials")
     curve = hypervolume_over_trials(df, objectives) if len(df) else None
-    if curve is None or not len(curve) or not np.isfinite(curve["hypervolume"]).any():
+    if curve is None or not len(curve) or not (curve["hypervolume"] > 0).any():
         section.unavailable = "no finished trial with every objective value"
         return section
-    section.text = f"Final hypervolume {curve['hypervolume'].iloc[-1]:.4g} after {len(curve)} trials."
+    section.text = (
+        f"Final hypervolume {curve['hypervolume'].iloc[-1]:.4g} after {len(curve)} trials."
+    )
     section.figures.append(_plot_hypervolume(curve, objectives))
     return section
 
@@ -250,7 +268,7 @@ def _ablation_section(df):
     return section
 
 
-def _attribution_section(df, front):
+def _attribution_section(df, front, knees):
     from nas.candidate import Candidate
     from nas.report import cost_attribution
 
@@ -260,10 +278,12 @@ def _attribution_section(df, front):
             section.table = cost_attribution(df)
             section.text = "Cost each ablated axis value adds or removes relative to the baseline."
         elif len(front):
-            row = json.loads(front.iloc[[0]].to_json(orient="records"))[0]
+            pick = knees.index(True) if True in knees else 0
+            row = records(front.iloc[[pick]])[0]
             section.table = cost_attribution(candidate=Candidate.from_row(row))
+            which = "the knee of the front" if True in knees else "the first front member"
             section.text = (
-                f"What each design axis adds to trial {row['trial_id']} (the first front member): "
+                f"What each design axis adds to trial {row['trial_id']} ({which}): "
                 "the difference when the axis is switched off, from exact analytic counts."
             )
         else:
@@ -360,8 +380,9 @@ def _plot_edf(axis: str, res) -> Figure:
     frame = res.to_frame()
     for value, part in frame.groupby("value", sort=True):
         line = ax.step(part["x"], part["F"], where="post", label=f"{value}")[0]
-        ax.fill_between(part["x"], part["lo"], part["hi"], step="post", alpha=0.15,
-                        color=line.get_color())
+        ax.fill_between(
+            part["x"], part["lo"], part["hi"], step="post", alpha=0.15, color=line.get_color()
+        )
     ax.set_xlabel("error = 1 - validation accuracy (fraction)")
     ax.set_ylabel("cumulative fraction of models")
     ax.set_ylim(0, 1.02)
@@ -385,7 +406,9 @@ def _plot_ablation(effects, metric: str) -> Figure:
     ax.set_xlabel(f"difference to the baseline: {label(metric)}")
     ax.set_ylabel("axis = value")
     ax.grid(alpha=0.3, axis="x")
-    caption = f"Change of {label(metric)} when one axis takes the value shown (mean ± 95% CI over seeds)."
+    caption = (
+        f"Change of {label(metric)} when one axis takes the value shown (mean ± 95% CI over seeds)."
+    )
     return Figure(f"ablation_{metric}", caption, _png(fig))
 
 
@@ -403,7 +426,9 @@ def _plot_curves(front) -> Figure:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return Figure(
-        "curves_front", "Validation accuracy after every epoch for each Pareto-front member.", _png(fig)
+        "curves_front",
+        "Validation accuracy after every epoch for each Pareto-front member.",
+        _png(fig),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from nas.errors import UserError
 
-__all__ = ["CampaignTable", "read_table"]
+__all__ = ["CampaignTable", "read_table", "records"]
 
 # Leading columns, in this order; every other column follows alphabetically.
 LEAD = (
@@ -37,6 +37,20 @@ def _cell(value: Any) -> Any:
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value, sort_keys=True)
     return value
+
+
+def records(df) -> list[dict[str, Any]]:
+    """Rows as plain Python values, exactly (NaN/NA -> None, numpy scalars -> Python scalars)."""
+    import pandas as pd
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, dict, str)):
+            return v
+        if pd.isna(v):
+            return None
+        return v.item() if hasattr(v, "item") else v
+
+    return [{k: plain(v) for k, v in row.items()} for row in df.to_dict("records")]
 
 
 def read_table(folder: str | Path):
@@ -72,7 +86,7 @@ class CampaignTable:
         sub = self.df[self.df["trial_id"] == trial_id]
         if not len(sub):
             raise KeyError(trial_id)
-        return json.loads(sub.iloc[[0]].to_json(orient="records"))[0]
+        return records(sub.iloc[[0]])[0]
 
     def done_keys(self) -> set[str]:
         """``run_key`` of every finished (non-error) row: identical work is not redone."""
@@ -92,22 +106,38 @@ class CampaignTable:
         self._write()
 
     def _write(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for name, writer in (("trials.parquet", self._parquet), ("trials.csv", self._csv)):
-            target = self.folder / name
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
-            os.close(fd)
-            try:
-                writer(tmp)
-                os.replace(tmp, target)
-            except OSError as e:
+        """Both files are written in full to temporary files first and only then replace the old
+        ones: a failed write (disk full, permissions) leaves both old files as they were."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(
+                f"{self.folder}: cannot create the campaign folder ({e.strerror or e})"
+            ) from None
+        staged: list[tuple[str, Path]] = []
+        try:
+            for name, writer in (("trials.parquet", self._parquet), ("trials.csv", self._csv)):
+                target = self.folder / name
+                try:
+                    fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
+                    os.close(fd)
+                    staged.append((tmp, target))
+                    writer(tmp)
+                except OSError as e:
+                    raise UserError(
+                        f"{target}: cannot write the campaign table ({e.strerror or e}); "
+                        "the existing table is intact"
+                    ) from None
+            for tmp, target in staged:
+                try:
+                    os.replace(tmp, target)
+                except OSError as e:
+                    raise UserError(
+                        f"{target}: cannot write the campaign table ({e.strerror or e})"
+                    ) from None
+        finally:
+            for tmp, _ in staged:
                 Path(tmp).unlink(missing_ok=True)
-                raise UserError(
-                    f"{target}: cannot write the campaign table ({e.strerror or e}); the existing table is intact"
-                ) from None
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
 
     def _parquet(self, path: str) -> None:
         self.df.to_parquet(path, index=False)
