@@ -1,0 +1,75 @@
+"""The campaign table when the disk or the folder fails: a clear error naming the path, and the
+existing table intact (same bytes). No Ray here except the end-to-end campaign test (local Ray)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from nas.errors import UserError
+from nas.table import CampaignTable
+
+
+def _row(i: int) -> dict:
+    return {"campaign": "c", "mode": "survey", "trial_id": f"t{i}", "status": "ok", "val_acc": i / 10}
+
+
+@pytest.fixture()
+def table(tmp_path) -> CampaignTable:
+    t = CampaignTable(tmp_path / "c")
+    t.add(_row(1))
+    t.add(_row(2))
+    return t
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("where", ["parquet", "csv", "replace"])
+def test_disk_full_keeps_the_table(table, monkeypatch, where):
+    """Disk full while writing either file, or at the rename: UserError naming the file, both
+    files byte-identical to before, no temporary file left."""
+    before = _snapshot(table.folder)
+    if where == "replace":
+        monkeypatch.setattr("nas.table.os.replace", _enospc)
+    else:
+        monkeypatch.setattr(CampaignTable, f"_{where}", lambda self, path: _enospc())
+    with pytest.raises(UserError) as info:
+        table.add(_row(3))
+    msg = str(info.value)
+    assert "No space left on device" in msg and "\n" not in msg
+    name = "trials.csv" if where == "csv" else "trials.parquet"
+    assert str(table.folder / name) in msg
+    assert _snapshot(table.folder) == before  # both files, byte for byte; no .tmp left
+    monkeypatch.undo()
+    assert len(CampaignTable(table.folder)) == 2
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions (see the disk-full tests)")
+def test_read_only_folder_keeps_the_table(table):
+    before = _snapshot(table.folder)
+    table.folder.chmod(0o555)
+    try:
+        with pytest.raises(UserError, match="cannot write the campaign table") as info:
+            table.add(_row(3))
+        assert str(table.folder / "trials.parquet") in str(info.value)
+    finally:
+        table.folder.chmod(0o755)
+    assert _snapshot(table.folder) == before
+
+
+def test_folder_that_is_a_file(tmp_path):
+    """Works as root too: the campaign folder's place is taken by a file."""
+    (tmp_path / "c").write_text("not a folder")
+    with pytest.raises(UserError, match="cannot create the campaign folder") as info:
+        CampaignTable(tmp_path / "c" / "sub").add(_row(1))
+    assert str(tmp_path / "c" / "sub") in str(info.value)
+    assert (tmp_path / "c").read_text() == "not a folder"
