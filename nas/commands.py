@@ -370,7 +370,7 @@ def cmd_demo(args) -> int:
         results=args.results,
     )
     _print_table_summary(folder)
-    from nas.report_render import write_report
+    from nas.report.render import write_report
 
     write_report(folder)
     print(f"\ncampaign table: {folder / 'trials.parquet'} (and trials.csv)")
@@ -380,7 +380,7 @@ def cmd_demo(args) -> int:
 
 def cmd_report(args) -> int:
     """Pareto front, hypervolume, EDFs, ablation effects and cost attribution of a campaign."""
-    from nas.report_render import write_report
+    from nas.report.render import write_report
 
     report = write_report(args.folder, objectives=args.objectives, budgets=args.budget or ())
     print(report.summary)
