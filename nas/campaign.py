@@ -374,7 +374,7 @@ def run_campaign(
         return folder
     _write_manifest(folder, manifest)
     tuner = _tuner(mode, space, runner, spec, folder, storage, experiment, plans, n, seed)
-    tuner.fit()
+    _fit(tuner)
     _finish(folder, spec, runner)
     return folder
 
@@ -454,6 +454,22 @@ def _tuner(mode, space, runner, spec, folder, storage, experiment, plans, n, see
     )
 
 
+def _fit(tuner) -> None:
+    """``tuner.fit()``; a failed write of the campaign table (disk full, permissions) surfaces as
+    its own one-line UserError, not as Tune's wrapped traceback."""
+    from nas.tune_callback import WRITE_ERRORS
+
+    WRITE_ERRORS.clear()
+    try:
+        tuner.fit()
+    except Exception:
+        if WRITE_ERRORS:
+            raise WRITE_ERRORS[0] from None
+        raise
+    if WRITE_ERRORS:
+        raise WRITE_ERRORS[0]
+
+
 def _finish(folder: Path, spec: TrialSpec, runner: Runner) -> None:
     """Serial latency pass (one model at a time, after training) when trials shared a device."""
     from nas.measure import LatencyProtocol, measure_latency
@@ -512,6 +528,6 @@ def resume_campaign(folder: str | Path) -> Path:
         resume_unfinished=True,
         resume_errored=True,
     )
-    tuner.fit()
+    _fit(tuner)
     _finish(folder, spec, runner)
     return folder

@@ -11,10 +11,16 @@ from pathlib import Path
 from ray import tune
 
 from nas.candidate import Candidate
+from nas.errors import UserError
 from nas.table import CampaignTable
 from nas.trial import is_oom
 
-__all__ = ["TableCallback"]
+__all__ = ["TableCallback", "WRITE_ERRORS"]
+
+# Table writes that failed in this driver process (disk full, permissions). Tune wraps an
+# exception raised in a callback into a TuneError with a traceback; ``nas.campaign`` re-raises the
+# first of these instead, as one clear line.
+WRITE_ERRORS: list[UserError] = []
 
 
 class TableCallback(tune.Callback):
@@ -43,7 +49,11 @@ class TableCallback(tune.Callback):
         plan = trial.config.get("plan") or {}
         row["axis"], row["axis_value"] = plan.get("axis"), plan.get("axis_value")
         row["trial_id"] = trial.trial_id
-        CampaignTable(self.folder).add(row)
+        try:
+            CampaignTable(self.folder).add(row)
+        except UserError as e:
+            WRITE_ERRORS.append(e)
+            raise  # stops the experiment: no trial runs whose row could not be kept
 
     def _fallback(self, trial, result: dict, status, reason) -> dict:
         plan = trial.config.get("plan") or {}

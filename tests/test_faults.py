@@ -73,3 +73,43 @@ def test_folder_that_is_a_file(tmp_path):
         CampaignTable(tmp_path / "c" / "sub").add(_row(1))
     assert str(tmp_path / "c" / "sub") in str(info.value)
     assert (tmp_path / "c").read_text() == "not a folder"
+
+
+@pytest.mark.heavy
+def test_disk_full_during_a_campaign_is_one_clear_error(tmp_path, monkeypatch):
+    """The driver's table write fails mid-campaign (disk full after the first row): the campaign
+    stops with a UserError naming the table (the CLI prints it as one line, exit 2), and the row
+    already written is intact; ``nas resume`` later would continue the rest."""
+    import ray
+
+    from nas.campaign import run_campaign
+    from tests.test_campaign import RUNNER, write_space
+
+    space = write_space(tmp_path)
+    runner = tmp_path / "runner.yaml"
+    runner.write_text(RUNNER.replace("max_concurrent: 2", "max_concurrent: 1"))
+    folder = tmp_path / "full"
+    real = CampaignTable._csv
+    writes = []
+
+    def csv_then_full(self, path):
+        writes.append(path)
+        if len(writes) > 1:
+            _enospc()
+        real(self, path)
+
+    monkeypatch.setattr(CampaignTable, "_csv", csv_then_full)
+    try:
+        with pytest.raises(UserError) as info:
+            run_campaign(
+                "survey", str(space), name="full", runner_path=str(runner), n=3,
+                results=str(tmp_path),
+            )  # fmt: skip
+    finally:
+        ray.shutdown()
+    assert str(folder / "trials.csv") in str(info.value)
+    assert "No space left on device" in str(info.value)
+    monkeypatch.undo()
+    df = CampaignTable(folder).df
+    assert len(df) == 1 and (df["status"] == "ok").all()
+    assert not list(folder.glob(".trials.*"))
