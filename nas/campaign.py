@@ -318,6 +318,11 @@ def run_campaign(
     folder = Path(results).resolve() / name
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder}: exists and is not a folder")
+    parent = folder.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():  # fail before Ray starts, not after
+        raise UserError(f"{folder}: cannot create the campaign folder ({parent} is not a folder)")
     table = CampaignTable(folder)  # reads an existing table; writes nothing
     done = set() if retrain else table.done_keys()
     spec = _spec(space, runner, name, mode, dict(train_overrides or {}))

@@ -1,0 +1,167 @@
+"""Bad input to the campaign commands, end to end through the CLI: malformed space, runner and
+candidate files, an unknown campaign folder for ``nas resume``, an unreachable cluster, flags that
+do not fit together. Each: exactly one line on stderr (no traceback), exit code 2, and nothing
+written under the results folder. (Space-file errors of ``nas validate`` are in test_cli.py.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nas.cli import main
+from tests.conftest import PRESETS, ROOT
+
+SPACE = f"""
+name: tiny
+base: {PRESETS / "convnextv2_atto.yaml"}
+data: {{dataset: synthetic, image_size: 32, limit: 64}}
+train: {{epochs: 1, batch_size: 32}}
+space:
+  width: {{choice: [8, 16]}}
+  depths: [1, 1, 1, 1]
+"""
+
+
+@pytest.fixture()
+def files(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    return tmp_path, space
+
+
+def _one_line_error(err: str, command: str) -> str:
+    assert "Traceback" not in err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith(f"nas {command}: error: "), err
+    return err
+
+
+def _in_process(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    return _one_line_error(err, argv[0])
+
+
+def _nothing_written(results: Path) -> None:
+    assert not results.exists() or not any(results.iterdir()), list(results.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("runner_text", "needle"),
+    [
+        ("name: r\naddress: [oops\n", "YAML syntax error"),
+        ("max_failurs: 2\n", "did you mean 'max_failures'"),
+        ("cpus_per_trial: -1\n", "cpus_per_trial: expected a positive number"),
+        ("latency: sometimes\n", "latency: expected one of"),
+        ("- a list\n", "expected a mapping of runner settings"),
+        # settings that contradict each other
+        ("device: cuda\ngpus_per_trial: 0\n", "device cuda needs gpus_per_trial > 0"),
+    ],
+    ids=["yaml", "unknown_key", "negative", "bad_choice", "not_a_mapping", "cuda_without_gpus"],
+)
+def test_malformed_runner(capsys, files, runner_text, needle):
+    tmp, space = files
+    runner = tmp / "runner.yaml"
+    runner.write_text(runner_text)
+    results = tmp / "results"
+    argv = ["survey", str(space), "--name", "c", "--runner", str(runner), "--results", str(results)]
+    err = _in_process(capsys, argv)
+    assert str(runner) in err and needle in err, err
+    _nothing_written(results)
+
+
+def test_malformed_space_in_a_campaign(capsys, files):
+    tmp, space = files
+    space.write_text(SPACE.replace("choice: [8, 16]", "choice: [8, 16"))
+    results = tmp / "results"
+    err = _in_process(capsys, ["search", str(space), "--name", "c", "--results", str(results)])
+    assert str(space) in err and "YAML syntax error" in err
+    _nothing_written(results)
+
+
+@pytest.mark.parametrize(
+    ("candidate_text", "needle"),
+    [
+        ("kernels: [4, 4, 4, 4]\n", "kernels"),
+        ("macro: [unclosed\n", "YAML"),
+        ("widthz: [8, 16, 32, 64]\n", "widthz"),
+    ],
+    ids=["even_kernel", "yaml", "unknown_field"],
+)
+def test_malformed_candidate(capsys, files, candidate_text, needle):
+    tmp, space = files
+    baseline = tmp / "candidate.yaml"
+    baseline.write_text((PRESETS / "convnextv2_atto.yaml").read_text() + candidate_text)
+    results = tmp / "results"
+    argv = ["ablate", str(space), "--name", "a", "--baseline", str(baseline), "--axes", "width"]
+    err = _in_process(capsys, [*argv, "--results", str(results)])
+    assert str(baseline) in err and needle in err, err
+    _nothing_written(results)
+
+
+def test_unknown_axis_does_not_fit_the_space(capsys, files):
+    tmp, space = files
+    results = tmp / "results"
+    argv = ["ablate", str(space), "--name", "a", "--axes", "kernal", "--results", str(results)]
+    err = _in_process(capsys, argv)
+    assert "--axes: 'kernal' is not a finite dimension" in err and "width" in err
+    _nothing_written(results)
+
+
+def test_resume_unknown_folder(capsys, tmp_path):
+    missing = tmp_path / "results" / "nope"
+    err = _in_process(capsys, ["resume", str(missing)])
+    assert str(missing) in err and "not a campaign folder" in err
+    assert not missing.exists()
+    half = tmp_path / "results" / "half"  # a folder, but no campaign in it
+    half.mkdir(parents=True)
+    (half / "notes.txt").write_text("x")
+    err = _in_process(capsys, ["resume", str(half)])
+    assert "not a campaign folder" in err
+    assert sorted(p.name for p in half.iterdir()) == ["notes.txt"]
+
+
+def test_results_folder_taken_by_a_file(capsys, files):
+    tmp, space = files
+    taken = tmp / "results"
+    taken.write_text("a file, not a folder")
+    argv = ["survey", str(space), "--name", "c", "-n", "2", "--results", str(taken)]
+    t0 = time.perf_counter()
+    err = _in_process(capsys, argv)
+    assert time.perf_counter() - t0 < 5  # found before a local Ray is started
+    assert str(taken / "c") in err
+    assert taken.read_text() == "a file, not a folder"
+
+
+def test_unreachable_cluster_fails_fast_subprocess(files):
+    """A real ``nas survey`` process against addresses where no Ray listens: one line, exit 2,
+    within the runner's connect_timeout_s (no Ray retry loop, no hang), nothing written."""
+    tmp, space = files
+    runner = tmp / "runner.yaml"
+    runner.write_text("name: far\naddress: 127.0.0.1:1\nconnect_timeout_s: 2\n")
+    results = tmp / "results"
+    for address in (None, "192.0.2.1:6379"):  # refused at once; a black hole (TEST-NET-1)
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        env.pop("RAY_ADDRESS", None)
+        if address:
+            env["RAY_ADDRESS"] = address  # overrides the profile
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "nas.cli", "survey", str(space), "--name", "c", "-n", "2",
+             "--runner", str(runner), "--results", str(results)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - t0
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stdout == ""
+        _one_line_error(proc.stderr, "survey")
+        assert "cannot reach the Ray cluster at" in proc.stderr
+        assert (address or "127.0.0.1:1") in proc.stderr
+        assert elapsed < 25, elapsed  # interpreter + imports + at most connect_timeout_s
+        _nothing_written(results)
