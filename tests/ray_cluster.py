@@ -180,7 +180,7 @@ class RayCluster:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        deadline = time.time() + 10
+        deadline = time.time() + 3
         for name in list(self.procs):
             proc = self.procs[name]
             try:
