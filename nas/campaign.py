@@ -86,7 +86,9 @@ def plan_ablation(
 def _axis_values(space: Space, axis: str) -> list:
     def matches(name: str) -> bool:  # "stage.kernel" also names the per-stage dims stage.<i>.kernel
         parts = name.split(".")
-        return name == axis or (len(parts) == 3 and parts[0] == "stage" and axis == f"stage.{parts[2]}")
+        return name == axis or (
+            len(parts) == 3 and parts[0] == "stage" and axis == f"stage.{parts[2]}"
+        )
 
     names = [d for d in space.dims if matches(d.name)]
     grid = next((d.grid() for d in names if d.grid() is not None and d.kind != "derive"), None)
@@ -129,7 +131,8 @@ def _trainable(config: dict, spec: TrialSpec, space: Space | None, folder: str) 
                 shutil.copy2(f, ckpt_dir / f.name)
 
     def report(metrics: dict) -> None:
-        if "epoch" in metrics and (ckpt_dir / "train.pt").exists():  # an epoch report: checkpoint it
+        # an epoch report: checkpoint it
+        if "epoch" in metrics and (ckpt_dir / "train.pt").exists():
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
         else:
             tune.report(metrics)
@@ -488,10 +491,7 @@ def _finish(folder: Path, spec: TrialSpec, runner: Runner) -> None:
         & table.df["status"].isin(["ok", "diverged", "infeasible"])
     ]
     for _, row in pending.iterrows():
-        params = {
-            k[len("arch.") :]: v for k, v in row.items() if k.startswith("arch.") and _present(v)
-        }
-        c = Candidate.from_params(params)
+        c = Candidate.from_row(row.to_dict())
         proto = LatencyProtocol(device=spec.device, image_size=c.image_size, threads=spec.threads)
         lat = measure_latency(reparameterize(build_model(c)), proto, key=c.id)
         table.add(
@@ -502,10 +502,6 @@ def _finish(folder: Path, spec: TrialSpec, runner: Runner) -> None:
                 "latency_source": "serial",
             }
         )
-
-
-def _present(v) -> bool:
-    return v is not None and not (isinstance(v, float) and np.isnan(v))
 
 
 def resume_campaign(folder: str | Path) -> Path:

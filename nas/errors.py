@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["SpaceError", "UserError", "did_you_mean"]
+__all__ = ["SpaceError", "UserError", "did_you_mean", "is_oom"]
 
 
 class UserError(ValueError):
@@ -24,3 +24,14 @@ def did_you_mean(word: object, choices: Iterable[object]) -> str:
     """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# what an allocation failure says: CUDA/MPS ("out of memory"), the CPU allocator ("can't allocate
+# memory", a RuntimeError, not torch.OutOfMemoryError), Python's MemoryError
+_OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory", "memoryerror")
+
+
+def is_oom(text: str) -> bool:
+    """Whether an error message (or traceback) says that an allocation failed."""
+    low = text.lower()
+    return any(t in low for t in _OOM_TEXT)

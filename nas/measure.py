@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from nas.candidate import Candidate
-from nas.errors import UserError
+from nas.errors import UserError, is_oom
 
 __all__ = [
     "ROW_KEYS",
@@ -341,7 +341,8 @@ def measure_candidate(
         row.update(status="oom", error=f"out of memory: {str(e).splitlines()[0]}")
     except Exception as e:  # noqa: BLE001 - a multi-candidate run records it and goes on
         log.warning("measuring %s failed: %s", candidate.id, e)
-        row.update(status="error", error=f"{type(e).__name__}: {e}")
+        status = "oom" if isinstance(e, MemoryError) or is_oom(str(e)) else "error"
+        row.update(status=status, error=f"{type(e).__name__}: {e}")
     row["warmup_iters"] = row.get("warmup_iters")
     row["measure_s"] = time.perf_counter() - t0
     return row

@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from nas.candidate import Candidate
+from nas.errors import is_oom
 
-__all__ = ["TrialSpec", "run_trial", "objective_defaults", "is_oom", "STATUSES"]
+__all__ = ["TrialSpec", "run_trial", "objective_defaults", "STATUSES"]
 
 log = logging.getLogger(__name__)
 STATUSES = ("ok", "infeasible", "diverged", "oom", "error")
@@ -65,17 +66,6 @@ def trial_run_key(
 
 def _train_cfg(spec: TrialSpec, seed: int, train_overrides: Mapping[str, Any] | None) -> dict:
     return {**spec.train, **dict(train_overrides or {}), "seed": seed, "device": spec.device}
-
-
-# what an allocation failure says: CUDA/MPS ("out of memory"), the CPU allocator ("can't allocate
-# memory", a RuntimeError, not torch.OutOfMemoryError), Python's MemoryError
-_OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory", "memoryerror")
-
-
-def is_oom(text: str) -> bool:
-    """Whether an error message (or traceback) says that an allocation failed."""
-    low = text.lower()
-    return any(t in low for t in _OOM_TEXT)
 
 
 def _status_of(exc: BaseException) -> str:

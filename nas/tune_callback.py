@@ -11,9 +11,8 @@ from pathlib import Path
 from ray import tune
 
 from nas.candidate import Candidate
-from nas.errors import UserError
+from nas.errors import UserError, is_oom
 from nas.table import CampaignTable
-from nas.trial import is_oom
 
 __all__ = ["TableCallback", "WRITE_ERRORS"]
 

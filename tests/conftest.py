@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.ray_cluster import ray_cluster  # noqa: F401 - the 2-node loopback cluster fixture
+
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT / "spaces" / "presets"
 

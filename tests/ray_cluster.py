@@ -7,9 +7,7 @@ Settings from ../shared/stack.md: ``RAY_AUTH_MODE=disabled`` on every command (T
 addresses other than 127.0.0.1 (T3), usage stats off and small object stores (T4), a private
 ``--temp-dir`` and OS-assigned ports so that other Ray instances on the machine are not disturbed.
 
-Use the ``ray_cluster`` fixture (module scope) by importing it into a test module::
-
-    from tests.ray_cluster import ray_cluster  # noqa: F401
+The ``ray_cluster`` fixture (module scope) is registered for every test by ``tests/conftest.py``.
 """
 
 from __future__ import annotations

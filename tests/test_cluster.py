@@ -20,7 +20,7 @@ import pytest
 from nas.table import CampaignTable, read_table
 from nas.trial import STATUSES
 from tests.conftest import PRESETS, ROOT
-from tests.ray_cluster import HEAD_IP, WORKER_IP, ray_cluster  # noqa: F401
+from tests.ray_cluster import HEAD_IP, WORKER_IP
 
 pytestmark = pytest.mark.heavy
 
@@ -214,7 +214,9 @@ def test_worker_node_killed_mid_trial_is_retried_on_the_head(ray_cluster, tmp_pa
     victim, before = None, {}
     deadline = time.time() + 180
     while time.time() < deadline and victim is None and proc.poll() is None:
-        done = set(read_table(folder)["trial_id"]) if (folder / "trials.parquet").exists() else set()
+        done = (
+            set(read_table(folder)["trial_id"]) if (folder / "trials.parquet").exists() else set()
+        )
         for trial_id, results in last_results(folder).items():
             last = results[-1]
             # an epoch reported from the worker node, more epochs to go, no row yet
@@ -237,7 +239,10 @@ def test_worker_node_killed_mid_trial_is_retried_on_the_head(ray_cluster, tmp_pa
     assert (df["status"] == "ok").all() and (df["epochs"] == 3).all(), df[["status", "reason"]]
     retried = last_results(folder)[victim]
     trace = [(r.get("epoch"), r["node_ip"], r.get("done"), r.get("pid")) for r in retried]
-    assert retried[-1]["node_ip"] == HEAD_IP, (trace, out[-3000:])  # finished on the head after the worker died
+    assert retried[-1]["node_ip"] == HEAD_IP, (
+        trace,
+        out[-3000:],
+    )  # finished on the head after the worker died
     on_worker = [r["epoch"] for r in retried if r["node_ip"] == WORKER_IP and "epoch" in r]
     on_head = [r["epoch"] for r in retried if r["node_ip"] == HEAD_IP and "epoch" in r]
     print(f"\nkilled trial {victim}: epochs {on_worker} on the worker, then {on_head} on the head")

@@ -14,7 +14,13 @@ from nas.table import CampaignTable
 
 
 def _row(i: int) -> dict:
-    return {"campaign": "c", "mode": "survey", "trial_id": f"t{i}", "status": "ok", "val_acc": i / 10}
+    return {
+        "campaign": "c",
+        "mode": "survey",
+        "trial_id": f"t{i}",
+        "status": "ok",
+        "val_acc": i / 10,
+    }
 
 
 @pytest.fixture()
@@ -53,7 +59,9 @@ def test_disk_full_keeps_the_table(table, monkeypatch, where):
     assert len(CampaignTable(table.folder)) == 2
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions (see the disk-full tests)")
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root ignores file permissions (see the disk-full tests)"
+)
 def test_read_only_folder_keeps_the_table(table):
     before = _snapshot(table.folder)
     table.folder.chmod(0o555)
