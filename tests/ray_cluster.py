@@ -37,6 +37,23 @@ def _free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc: children of children, ...)."""
+    parent = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, pp in parent.items() if pp in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 class RayCluster:
     """Head + one worker node, one CPU each (one trial at a time per node)."""
 
@@ -154,10 +171,16 @@ class RayCluster:
         proc = self.procs.pop(name, None)
         if proc is None:
             return
+        tree = _descendants(proc.pid)  # trial workers may leave the group and outlive the raylet
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             pass
+        for pid in tree:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

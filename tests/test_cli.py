@@ -188,8 +188,9 @@ def test_sample_csv(capsys):
 
 def test_demo_runs_a_campaign_of_the_quickstart_space(monkeypatch, tmp_path, capsys):
     """`nas demo` = a survey campaign (the real campaign is exercised in test_campaign.py);
-    here: it passes the right arguments and prints where the table is."""
+    here: it passes the right arguments, writes the report of the table and prints both paths."""
     import nas.campaign
+    from nas.table import CampaignTable
 
     calls = {}
 
@@ -197,6 +198,17 @@ def test_demo_runs_a_campaign_of_the_quickstart_space(monkeypatch, tmp_path, cap
         calls.update(mode=mode, space=space, **kw)
         folder = tmp_path / kw["name"]
         folder.mkdir()
+        CampaignTable(folder).add(  # a one-row table: what the report is drawn from
+            {
+                "campaign": "quickstart",
+                "mode": "survey",
+                "trial_id": "t0",
+                "status": "ok",
+                "val_acc": 0.9,
+                "latency_ms_p50": 1.0,
+                "finished_at": 1.0,
+            }
+        )
         return folder
 
     monkeypatch.setattr(nas.campaign, "run_campaign", fake_run)
@@ -205,6 +217,8 @@ def test_demo_runs_a_campaign_of_the_quickstart_space(monkeypatch, tmp_path, cap
     assert calls["mode"] == "survey" and calls["name"] == "quickstart" and calls["n"] == 3
     assert calls["space"] == "spaces/quickstart.yaml"
     assert f"campaign table: {tmp_path / 'quickstart' / 'trials.parquet'}" in out
+    assert f"report: {tmp_path / 'quickstart' / 'report.html'}" in out
+    assert "data:image/png;base64," in (tmp_path / "quickstart" / "report.html").read_text()
 
 
 # ---------------------------------------------------------------------- help and flags
