@@ -59,16 +59,22 @@ def test_disk_full_keeps_the_table(table, monkeypatch, where):
     assert len(CampaignTable(table.folder)) == 2
 
 
-@pytest.mark.skipif(
-    os.geteuid() == 0, reason="root ignores file permissions (see the disk-full tests)"
-)
-def test_read_only_folder_keeps_the_table(table):
+def test_read_only_folder_keeps_the_table(table, monkeypatch):
+    """A folder the process may not write to. As root (CI) permissions are not enforced, so the
+    OS's answer to a read-only folder (EACCES on creating the temporary file) is injected."""
     before = _snapshot(table.folder)
+    if os.geteuid() == 0:
+
+        def denied(*args, **kwargs):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+        monkeypatch.setattr("nas.table.tempfile.mkstemp", denied)
     table.folder.chmod(0o555)
     try:
         with pytest.raises(UserError, match="cannot write the campaign table") as info:
             table.add(_row(3))
         assert str(table.folder / "trials.parquet") in str(info.value)
+        assert "Permission denied" in str(info.value) and "\n" not in str(info.value)
     finally:
         table.folder.chmod(0o755)
     assert _snapshot(table.folder) == before
