@@ -27,8 +27,14 @@ def did_you_mean(word: object, choices: Iterable[object]) -> str:
 
 
 # what an allocation failure says: CUDA/MPS ("out of memory"), the CPU allocator ("can't allocate
-# memory", a RuntimeError, not torch.OutOfMemoryError), Python's MemoryError
-_OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory", "memoryerror")
+# memory", a RuntimeError, not torch.OutOfMemoryError), the exception names in a traceback
+_OOM_TEXT = (
+    "out of memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "memoryerror",
+    "outofmemoryerror",
+)
 
 
 def is_oom(text: str) -> bool:

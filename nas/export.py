@@ -20,31 +20,9 @@ from typing import Any
 
 from nas.candidate import Candidate
 from nas.errors import UserError, did_you_mean
-from nas.table import read_table, records
+from nas.table import campaign_objectives, load_campaign, records
 
-__all__ = ["campaign_objectives", "export_candidates", "find_weights", "select_trials"]
-
-
-def campaign_objectives(folder: Path) -> dict[str, str]:
-    """The objectives a campaign was run with (``campaign.json``), else accuracy only."""
-    manifest = folder / "campaign.json"
-    if manifest.is_file():
-        objectives = json.loads(manifest.read_text()).get("spec", {}).get("objectives")
-        if objectives:
-            return dict(objectives)
-    return {"val_acc": "max"}
-
-
-def load_campaign(folder: str | Path):
-    """(folder, table) of an existing campaign folder; a clear error otherwise."""
-    path = Path(folder)
-    if not (path / "trials.parquet").is_file():
-        hint = "" if path.is_dir() else " (no such folder)"
-        raise UserError(
-            f"{path}: not a campaign folder{hint}; expected {path / 'trials.parquet'} "
-            "written by nas survey|search|ablate"
-        )
-    return path, read_table(path)
+__all__ = ["export_candidates", "find_weights", "select_trials"]
 
 
 def select_trials(

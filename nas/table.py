@@ -16,7 +16,7 @@ from typing import Any
 
 from nas.errors import UserError
 
-__all__ = ["CampaignTable", "read_table", "records"]
+__all__ = ["CampaignTable", "campaign_objectives", "load_campaign", "plain", "read_table", "records"]
 
 # Leading columns, in this order; every other column follows alphabetically.
 LEAD = (
@@ -40,17 +40,19 @@ def _cell(value: Any) -> Any:
 
 
 def records(df) -> list[dict[str, Any]]:
-    """Rows as plain Python values, exactly (NaN/NA -> None, numpy scalars -> Python scalars)."""
+    """Rows as plain Python values, exactly (see :func:`plain`)."""
+    return [{k: plain(v) for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def plain(v: Any) -> Any:
+    """One table cell as a plain Python value: NaN/NA -> None, numpy scalars -> Python scalars."""
     import pandas as pd
 
-    def plain(v: Any) -> Any:
-        if isinstance(v, (list, dict, str)):
-            return v
-        if pd.isna(v):
-            return None
-        return v.item() if hasattr(v, "item") else v
-
-    return [{k: plain(v) for k, v in row.items()} for row in df.to_dict("records")]
+    if isinstance(v, (list, dict, str)):
+        return v
+    if pd.isna(v):
+        return None
+    return v.item() if hasattr(v, "item") else v
 
 
 def read_table(folder: str | Path):
@@ -66,6 +68,28 @@ def read_table(folder: str | Path):
         raise UserError(
             f"{path}: cannot read the campaign table ({type(e).__name__}: {e})"
         ) from None
+
+
+def campaign_objectives(folder: Path) -> dict[str, str]:
+    """The objectives a campaign was run with (``campaign.json``), else accuracy only."""
+    manifest = folder / "campaign.json"
+    if manifest.is_file():
+        objectives = json.loads(manifest.read_text()).get("spec", {}).get("objectives")
+        if objectives:
+            return dict(objectives)
+    return {"val_acc": "max"}
+
+
+def load_campaign(folder: str | Path):
+    """(folder, table) of an existing campaign folder; a clear error otherwise."""
+    path = Path(folder)
+    if not (path / "trials.parquet").is_file():
+        hint = "" if path.is_dir() else " (no such folder)"
+        raise UserError(
+            f"{path}: not a campaign folder{hint}; expected {path / 'trials.parquet'} "
+            "written by nas survey|search|ablate"
+        )
+    return path, read_table(path)
 
 
 class CampaignTable:

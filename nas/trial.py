@@ -126,8 +126,7 @@ def run_trial(
         row["latency_source"] = "inline" if spec.latency_inline else "pending"
         row.update(cost_columns(measured))
         if measured["status"] != "ok":
-            status = "oom" if is_oom(str(measured["error"])) else measured["status"]
-            row.update(status=status, reason=measured["error"])
+            row.update(status=measured["status"], reason=measured["error"])
         else:
             violations += check_constraints(cost_columns(measured), spec.constraints)
             if violations:

@@ -88,5 +88,5 @@ class TableCallback(tune.Callback):
         if trial.error_file and os.path.exists(trial.error_file):
             text = Path(trial.error_file).read_text()[-2000:]
         last = text.strip().splitlines()[-1] if text.strip() else "the trial's worker failed"
-        status = "oom" if is_oom(text) or "OutOfMemory" in text else "error"
+        status = "oom" if is_oom(text) else "error"
         self._write(trial, status=status, reason=last[:500])

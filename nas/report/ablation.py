@@ -15,8 +15,9 @@ from nas.errors import UserError
 if TYPE_CHECKING:
     from nas.candidate import Candidate
 
-from nas.report.edf import _label, _sort_key, _stage_columns
+from nas.report.edf import _sort_key, _stage_columns
 from nas.report.pareto import COST_COLUMNS, _numeric, _ok
+from nas.table import plain
 
 __all__ = ["ABLATION_METRICS", "ablation_effects", "cost_attribution"]
 
@@ -81,7 +82,7 @@ def _decode(raw: Any) -> Any:
             return json.loads(raw)
         except json.JSONDecodeError:
             return raw
-    return _label(raw)
+    return plain(raw)
 
 
 def _baseline_value(row: pd.Series, axis: str) -> Any:
@@ -89,12 +90,12 @@ def _baseline_value(row: pd.Series, axis: str) -> Any:
     ``arch.<axis>`` / ``param.<axis>``; ``stage.<name>`` when every stage has the same value; a
     per-stage list field (``depths``) as the list; ``width`` when widths double per stage."""
     for col in (f"arch.{axis}", f"param.{axis}"):
-        if _label(row.get(col)) is not None:
+        if plain(row.get(col)) is not None:
             return _decode(row[col])
     from nas.candidate import STAGE_FIELDS
 
     name = STAGE_FIELDS.get(axis) or {"width": "width"}.get(axis) or axis.removeprefix("stage.")
-    per_stage = [_label(row[c]) for c in _stage_columns(row.index, name)]
+    per_stage = [plain(row[c]) for c in _stage_columns(row.index, name)]
     if not per_stage or None in per_stage:
         return None
     if axis in STAGE_FIELDS:

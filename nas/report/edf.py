@@ -15,6 +15,7 @@ import pandas as pd
 
 from nas.errors import UserError, did_you_mean
 from nas.report.pareto import _numeric, _ok
+from nas.table import plain
 
 __all__ = ["EDFResult", "edf"]
 
@@ -94,7 +95,7 @@ def edf(
     recomputing the weights per resample over the same common bins.
     """
     _require_survey(df)
-    name, labels = _axis_labels(df, by)
+    name, labels = _axisplains(df, by)
     y = _numeric(df, metric, what="metric")
     y = 1.0 - y if error else y
     keep = (_ok(df) & np.isfinite(y) & labels.notna()).to_numpy(copy=True)
@@ -132,15 +133,6 @@ def _require_survey(df: pd.DataFrame) -> None:
         )
 
 
-def _label(value: Any) -> Any:
-    """A table cell as a plain hashable Python value; None for missing."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value
-
-
 def _sort_key(value: Any) -> tuple:
     if isinstance(value, (bool, int, float)):
         return (0, float(value), "")
@@ -154,21 +146,21 @@ def _stage_columns(columns: Iterable[str], name: str) -> list[str]:
     return [c for _, c in sorted(found)]
 
 
-def _axis_labels(df: pd.DataFrame, by: str) -> tuple[str, pd.Series]:
+def _axisplains(df: pd.DataFrame, by: str) -> tuple[str, pd.Series]:
     """(name, the group label of every row) for an EDF axis."""
     for col in (by, f"arch.{by}", f"param.{by}"):
         if col in df.columns:
-            return col, df[col].map(_label)
+            return col, df[col].map(plain)
     short = by.removeprefix("arch.")
     parts = short.split(".")
     cols = _stage_columns(df.columns, parts[1]) if len(parts) == 2 and parts[0] == "stage" else []
     if cols:
-        per_stage = df[cols].map(_label)
+        per_stage = df[cols].map(plain)
         return short, per_stage.apply(lambda r: json.dumps([v for v in r if v is not None]), axis=1)
     axes = [
         c
         for c in df.columns
-        if c.startswith(("arch.", "param.")) and df[c].map(_label).nunique(dropna=True) >= 2
+        if c.startswith(("arch.", "param.")) and df[c].map(plain).nunique(dropna=True) >= 2
     ]
     raise UserError(
         f"EDF axis {by!r} is not a column of the table{did_you_mean(by, axes)}; "

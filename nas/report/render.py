@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from nas.errors import UserError
-from nas.export import campaign_objectives, load_campaign
 from nas.report.pages import render_html, render_md
-from nas.table import records
+from nas.table import campaign_objectives, load_campaign, records
 
 __all__ = ["Figure", "Report", "build_report", "write_report"]
 
@@ -84,9 +83,8 @@ def build_report(
 
     folder, df = load_campaign(folder)
     objectives = parse_objectives(objectives) if objectives else campaign_objectives(folder)
-    for budget in budgets:
-        parse_budget(budget)
-    missing = [c for c in list(objectives) + [parse_budget(b)[0] for b in budgets] if c not in df]
+    budget_columns = [parse_budget(b)[0] for b in budgets]
+    missing = [c for c in [*objectives, *budget_columns] if c not in df]
     if missing and len(df):
         raise UserError(
             f"{folder}: no column {missing[0]!r} in the campaign table; "
@@ -196,7 +194,7 @@ def _edf_axes(df) -> list[str]:
     ok = df[df["status"] == "ok"]
     axes = []
     for c in df.columns:
-        if not c.startswith("param.") or c in ("param.seed",):
+        if not c.startswith("param."):
             continue
         counts = ok[c].dropna().astype(str).value_counts()
         if (counts >= 2).sum() >= 2:
@@ -237,11 +235,8 @@ def _edf_section(df):
 
 
 def _max_ks(res) -> float:
-    ks = getattr(res, "ks", None)
-    if ks is None or not len(ks):
-        return 0.0
-    values = np.asarray(ks["ks"] if "ks" in getattr(ks, "columns", []) else ks.values, float)
-    return float(np.nanmax(values)) if np.isfinite(values).any() else 0.0
+    """The largest pairwise KS distance between the axis values of an EDF."""
+    return float(res.ks["ks"].max()) if len(res.ks) else 0.0
 
 
 def _ablation_section(df):
