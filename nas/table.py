@@ -16,7 +16,14 @@ from typing import Any
 
 from nas.errors import UserError
 
-__all__ = ["CampaignTable", "campaign_objectives", "load_campaign", "plain", "read_table", "records"]
+__all__ = [
+    "CampaignTable",
+    "campaign_objectives",
+    "load_campaign",
+    "plain",
+    "read_table",
+    "records",
+]
 
 # Leading columns, in this order; every other column follows alphabetically.
 LEAD = (
