@@ -9,33 +9,28 @@ mixing and ConvNeXt V2's GRN as axes of one YAML design space. Public API::
     model = nas.build_model(candidate)          # training form
     deploy = nas.reparameterize(model)          # deploy copy, re-param branches merged
 
-Heavy modules (torch) are imported on first use, so the CLI starts fast.
+The package is laid out as the pipeline (see README "How the code is laid out"): ``space`` ->
+``models`` -> ``measure`` -> ``train`` -> ``campaign`` -> ``report``, with ``bench`` and ``cli``
+on top. Heavy modules (torch) are imported on first use, so the CLI starts fast.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
+from nas.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Candidate": "nas.candidate",
-    "CandidateError": "nas.candidate",
-    "load_candidate": "nas.candidate",
-    "Space": "nas.space",
-    "Sample": "nas.space",
-    "load_space": "nas.space",
+    "Candidate": "nas.space.candidate",
+    "CandidateError": "nas.space.candidate",
+    "load_candidate": "nas.space.candidate",
+    "Space": "nas.space.space",
+    "Sample": "nas.space.space",
+    "load_space": "nas.space.parse",
     "SpaceError": "nas.errors",
     "UserError": "nas.errors",
-    "build_model": "nas.model",
-    "reparameterize": "nas.model",
+    "build_model": "nas.models.build",
+    "reparameterize": "nas.models.build",
 }
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'nas' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

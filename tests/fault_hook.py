@@ -2,7 +2,7 @@
 
 A driver passes ``runtime_env={"worker_process_setup_hook": "tests.fault_hook.install",
 "env_vars": {"NAS_TEST_FAULTS": '{"24": "oom", "20": "die"}'}}``; every worker process then wraps
-``nas.model.build_model`` so that a candidate whose first stage width is a key gets a forward
+``nas.models.build.build_model`` so that a candidate whose first stage width is a key gets a forward
 pre-hook that, in a training step (grad enabled, ``model.training``, a batch larger than the 2
 images that measurement's saved-bytes probe uses), does:
 
@@ -28,12 +28,12 @@ def faults() -> dict[int, str]:
 def install() -> None:
     import torch
 
-    import nas.model
+    import nas.models.build
 
     table = faults()
-    if not table or getattr(nas.model.build_model, "_fault_hook", False):
+    if not table or getattr(nas.models.build.build_model, "_fault_hook", False):
         return
-    original = nas.model.build_model
+    original = nas.models.build.build_model
 
     def build_model(candidate, *args, **kwargs):
         model = original(candidate, *args, **kwargs)
@@ -56,4 +56,4 @@ def install() -> None:
         return model
 
     build_model._fault_hook = True
-    nas.model.build_model = build_model
+    nas.models.build.build_model = build_model

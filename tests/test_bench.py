@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from nas.bench import BENCHES, _bench_cost, format_result, kendall_tau, run_bench
+from nas.bench import BENCHES, format_result, kendall_tau, run_bench
+from nas.bench.cost import bench_cost
 from nas.errors import UserError
 
 NAMES = {"campaign", "cost", "latency", "reparam", "revcol", "kernels", "grn", "trainer", "all"}
@@ -65,7 +66,7 @@ def test_kendall_tau_matches_scipy_with_ties():
 
 
 def test_cost_bench_tiny_agrees_with_full_measurement():
-    res = _bench_cost(n_fast=8, n_full=2, rounds=2)
+    res = bench_cost(n_fast=8, n_full=2, rounds=2)
     figures = res["figures"]
     assert figures["agreement"] is True and figures["mismatches"] == []
     assert figures["n_fast"] == 8 and figures["n_full"] == 2

@@ -1,4 +1,4 @@
-"""Tests for nas.blocks: GRN maths, re-parameterisation equivalence, golden parameter counts."""
+"""Tests for nas.models.blocks: GRN maths, re-parameterisation equivalence, golden parameter counts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.blocks import (
+from nas.models.blocks import (
     DW_MIXERS,
     GRN,
     MIXERS,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from nas.campaign.table import read_table
+from nas.campaign.trial import STATUSES
 from nas.measure import ROW_KEYS
-from nas.table import read_table
-from nas.trial import STATUSES
 from tests.conftest import PRESETS, ROOT
 
 pytestmark = pytest.mark.heavy
@@ -53,7 +53,7 @@ def ray_local():
     import ray
 
     from nas.campaign import init_ray
-    from nas.runner import Runner
+    from nas.campaign.runner import Runner
 
     init_ray(Runner(num_cpus=2, object_store_mb=128))
     yield

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import nas
-from nas.campaign import _axis_values, plan_ablation, plan_survey
-from nas.cost import analytic_cost
+from nas.campaign.plan import _axis_values, plan_ablation, plan_survey
+from nas.campaign.runner import load_runner
 from nas.errors import SpaceError, UserError
-from nas.runner import load_runner
+from nas.measure.cost import analytic_cost
 from tests.conftest import ROOT
 
 

@@ -1,4 +1,4 @@
-"""Tests for nas.candidate: construction checks, canonical form, round trips and a stable id."""
+"""Tests for nas.space.candidate: construction checks, canonical form, round trips and a stable id."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nas.candidate import BLOCKS, MACROS, MIXERS, Candidate, CandidateError, load_candidate
 from nas.errors import UserError
+from nas.space.candidate import Candidate, CandidateError, load_candidate
+from nas.vocab import BLOCKS, MACROS, MIXERS
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted((ROOT / "spaces" / "presets").glob("*.yaml"))
@@ -354,7 +355,7 @@ def test_id_format_and_uniqueness():
 _CHILD = """
 import json, sys
 import numpy as np
-from nas.candidate import Candidate
+from nas.space.candidate import Candidate
 from nas.space import load_space
 for line in sys.stdin:
     print(Candidate.from_json(line).id)

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from test_space import ERROR_CASES, check_message, write_case
 
-from nas.candidate import Candidate
 from nas.cli import main
 from nas.space import load_space
+from nas.space.candidate import Candidate
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = "spaces/seeds.yaml"
@@ -190,7 +190,7 @@ def test_demo_runs_a_campaign_of_the_quickstart_space(monkeypatch, tmp_path, cap
     """`nas demo` = a survey campaign (the real campaign is exercised in test_campaign.py);
     here: it passes the right arguments, writes the report of the table and prints both paths."""
     import nas.campaign
-    from nas.table import CampaignTable
+    from nas.campaign.table import CampaignTable
 
     calls = {}
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from nas.table import CampaignTable, read_table
-from nas.trial import STATUSES
+from nas.campaign.table import CampaignTable, read_table
+from nas.campaign.trial import STATUSES
 from tests.conftest import PRESETS, ROOT
 from tests.ray_cluster import HEAD_IP, WORKER_IP
 

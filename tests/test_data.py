@@ -1,4 +1,4 @@
-"""nas.data: digits, fake CIFAR-10 folders, ImageFolder's message, synthetic, augmentation,
+"""nas.train.data: digits, fake CIFAR-10 folders, ImageFolder's message, synthetic, augmentation,
 batching and config checking."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import DataConfig, augment, iterate_batches, load_data, split_indices
 from nas.errors import UserError
+from nas.train.data import DataConfig, augment, iterate_batches, load_data, split_indices
 
 
 @pytest.fixture(scope="module")

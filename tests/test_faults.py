@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from nas.campaign.table import CampaignTable
 from nas.errors import UserError
-from nas.table import CampaignTable
 
 
 def _row(i: int) -> dict:
@@ -45,7 +45,7 @@ def test_disk_full_keeps_the_table(table, monkeypatch, where):
     files byte-identical to before, no temporary file left."""
     before = _snapshot(table.folder)
     if where == "replace":
-        monkeypatch.setattr("nas.table.os.replace", _enospc)
+        monkeypatch.setattr("nas.campaign.table.os.replace", _enospc)
     else:
         monkeypatch.setattr(CampaignTable, f"_{where}", lambda self, path: _enospc())
     with pytest.raises(UserError) as info:
@@ -68,7 +68,7 @@ def test_read_only_folder_keeps_the_table(table, monkeypatch):
         def denied(*args, **kwargs):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-        monkeypatch.setattr("nas.table.tempfile.mkstemp", denied)
+        monkeypatch.setattr("nas.campaign.table.tempfile.mkstemp", denied)
     table.folder.chmod(0o555)
     try:
         with pytest.raises(UserError, match="cannot write the campaign table") as info:

@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 import nas
-from nas.blocks import AffinityMixer
 from nas.measure import (
     ROW_KEYS,
     LatencyProtocol,
@@ -23,6 +22,7 @@ from nas.measure import (
     measure_candidate,
     measure_latency,
 )
+from nas.models.blocks import AffinityMixer
 from tests.conftest import PRESETS, ROOT
 
 
@@ -149,18 +149,18 @@ def test_latency_cache_does_not_retime():
 
 
 def test_failures_become_rows(monkeypatch):
-    import nas.model
+    import nas.models.build
 
     c = nas.Candidate(depths=(1, 1, 1, 1), widths=(8, 16, 32, 64), num_classes=10, image_size=32)
 
     def oom(_):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(nas.model, "build_model", oom)
+    monkeypatch.setattr(nas.models.build, "build_model", oom)
     row = measure_candidate(c, latency=False)
     assert row["status"] == "oom" and "out of memory" in row["error"]
     monkeypatch.setattr(
-        nas.model, "build_model", lambda _: (_ for _ in ()).throw(RuntimeError("boom"))
+        nas.models.build, "build_model", lambda _: (_ for _ in ()).throw(RuntimeError("boom"))
     )
     row = measure_candidate(c, latency=False)
     assert row["status"] == "error" and "boom" in row["error"] and row["candidate_id"] == c.id

@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from nas.candidate import Candidate, load_candidate
-from nas.cost import analytic_cost
 from nas.errors import UserError
+from nas.measure.cost import analytic_cost
 from nas.report import (
     ablation_effects,
     apply_budgets,
@@ -27,6 +26,7 @@ from nas.report import (
     parse_budget,
     parse_objectives,
 )
+from nas.space.candidate import Candidate, load_candidate
 from tests.conftest import PRESETS
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
+from nas.campaign.table import CampaignTable, read_table
 from nas.cli import main
-from nas.table import CampaignTable, read_table
 
 IMG = re.compile(r"<img alt='([^']+)' src='data:image/png;base64,([A-Za-z0-9+/=]+)'>")
 
@@ -34,7 +34,7 @@ def survey(tmp_path_factory) -> Path:
     import ray
 
     from nas.campaign import init_ray, run_campaign
-    from nas.runner import Runner
+    from nas.campaign.runner import Runner
     from tests.test_campaign import RUNNER, write_space
 
     tmp = tmp_path_factory.mktemp("survey")
@@ -115,7 +115,7 @@ def test_export_pareto_rebuilds_exactly(survey, capsys, tmp_path):
         assert torch.isfinite(deploy(x)).all()
         assert "nas.build_model" in (f / "README.md").read_text()
     # the trained weights, not fresh ones: the deploy model reproduces the checkpoint's model
-    from nas.export import find_weights
+    from nas.report.export import find_weights
 
     row = json.loads((folders[0] / "row.json").read_text())
     state = torch.load(find_weights(survey, row["trial_id"]), weights_only=True)
@@ -279,7 +279,7 @@ def test_report_and_export_bad_input(tmp_path, capsys):
 
 
 def test_export_without_weights_says_retrain(tmp_path, capsys):
-    from nas.candidate import Candidate
+    from nas.space.candidate import Candidate
 
     c = Candidate()
     arch = {f"arch.{k}": v for k, v in c.to_params().items()}

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import nas
-from nas.memory import saved_bytes
-from nas.revcol import ALPHA_MIN, aux_columns, aux_loss_weights, revcol_loss
+from nas.measure.memory import saved_bytes
+from nas.models.revcol import ALPHA_MIN, aux_columns, aux_loss_weights, revcol_loss
 from tests.conftest import randomize_for_equivalence
 
 STYLES = {  # block style -> candidate fields (RevCol puts LayerScale on every block)

@@ -1,4 +1,4 @@
-"""Tests for nas.space / nas.space_parse: the YAML language, sampling, Optuna, size, errors."""
+"""Tests for nas.space / nas.space.parse: the YAML language, sampling, Optuna, size, errors."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import optuna
 import pytest
 
-from nas.candidate import Candidate, load_candidate
 from nas.errors import SpaceError, UserError
-from nas.space import Space, load_space
+from nas.space import Space, load_space, parse_space
+from nas.space.candidate import Candidate, load_candidate
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -186,11 +186,11 @@ def test_dimension_kinds(spaces):
 
 
 def test_from_dict_without_file():
-    space = Space.from_dict({"space": {"grn": {"choice": [True, False]}}})
+    space = parse_space({"space": {"grn": {"choice": [True, False]}}})
     assert space.source == "<space>" and space.name == "space" and space.base == Candidate()
     assert space.cardinality() == 2
     with pytest.raises(SpaceError, match=r"^<space>: space.grn.choice: "):
-        Space.from_dict({"space": {"grn": {"choice": []}}})
+        parse_space({"space": {"grn": {"choice": []}}})
 
 
 def test_data_sets_the_base(tmp_path):

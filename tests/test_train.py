@@ -1,5 +1,5 @@
 """nas.train: LR schedule, no-decay groups, reproducibility, divergence, reports, checkpoint and
-resume, RevCol intermediate supervision, real learning on digits; nas.bench_trainer runs."""
+resume, RevCol intermediate supervision, real learning on digits; nas.bench.trainer runs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import nas
-from nas.data import DataConfig, load_data
 from nas.errors import UserError
 from nas.train import REPORT_KEYS, TrainConfig, lr_at, param_groups, train
+from nas.train.data import DataConfig, load_data
 
 TINY = nas.Candidate(depths=(1, 1, 1, 1), widths=(8, 16, 32, 64), num_classes=10, image_size=32)
 TIMING = ("epoch_s", "images_per_s")
@@ -228,7 +228,7 @@ def test_train_config_from_dict():
 
 
 def test_bench_trainer_smoke():
-    from nas.bench_trainer import bench_trainer
+    from nas.bench.trainer import bench_trainer
 
     out = bench_trainer(candidate=TINY, batch_size=8, steps=2, warmup=1, repeats=1)
     assert out["trainer_images_per_s"] > 0 and out["baseline_images_per_s"] > 0

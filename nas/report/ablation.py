@@ -13,11 +13,12 @@ import pandas as pd
 from nas.errors import UserError
 
 if TYPE_CHECKING:
-    from nas.candidate import Candidate
+    from nas.space.candidate import Candidate
 
+from nas.campaign.table import plain
 from nas.report.edf import _sort_key, _stage_columns
-from nas.report.pareto import COST_COLUMNS, _numeric, _ok
-from nas.table import plain
+from nas.report.pareto import _numeric, _ok
+from nas.vocab import COST_COLUMNS
 
 __all__ = ["ABLATION_METRICS", "ablation_effects", "cost_attribution"]
 
@@ -92,7 +93,7 @@ def _baseline_value(row: pd.Series, axis: str) -> Any:
     for col in (f"arch.{axis}", f"param.{axis}"):
         if plain(row.get(col)) is not None:
             return _decode(row[col])
-    from nas.candidate import STAGE_FIELDS
+    from nas.space.candidate import STAGE_FIELDS
 
     name = STAGE_FIELDS.get(axis) or {"width": "width"}.get(axis) or axis.removeprefix("stage.")
     per_stage = [plain(row[c]) for c in _stage_columns(row.index, name)]
@@ -214,7 +215,7 @@ def _attribution_from_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _attribution_from_candidate(c: Candidate) -> pd.DataFrame:
-    from nas.cost import analytic_cost
+    from nas.measure.cost import analytic_cost
 
     cost = analytic_cost(c)
     rows = []
@@ -245,7 +246,7 @@ def _attribution_from_candidate(c: Candidate) -> pd.DataFrame:
 def _switches(c: Candidate, cost: Mapping[str, int]) -> list[tuple[str, str, Candidate | None]]:
     """(axis, change, the candidate with that axis off) for each axis that applies to ``c``
     (of analytic ``cost``); None stands for the deploy form of ``c`` itself."""
-    from nas.candidate import ATTENTION_MIXERS, Candidate
+    from nas.space.candidate import ATTENTION_MIXERS, Candidate
 
     out: list[tuple[str, str, Candidate | None]] = []
     if c.macro == "revcol" and c.columns > 1:

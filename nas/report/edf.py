@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nas.campaign.table import plain
 from nas.errors import UserError, did_you_mean
 from nas.report.pareto import _numeric, _ok
-from nas.table import plain
 
 __all__ = ["EDFResult", "edf"]
 

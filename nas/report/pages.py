@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nas.report.render import Report
+    from nas.report.document import Report
 
 __all__ = ["render_html", "render_md"]
 

@@ -8,15 +8,13 @@ import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from nas.errors import UserError, did_you_mean
-
-if TYPE_CHECKING:
-    pass
+from nas.vocab import COST_COLUMNS
 
 __all__ = [
     "COST_COLUMNS",
@@ -31,19 +29,6 @@ __all__ = [
 ]
 
 SENSES = ("max", "min")
-# Measured before training: infeasible (never trained) rows have them too.
-COST_COLUMNS = frozenset(
-    {
-        "params_m",
-        "params_m_deploy",
-        "macs_m",
-        "macs_m_deploy",
-        "train_saved_mb",
-        "train_peak_mb",
-        "latency_ms_p50",
-        "latency_ms_p90",
-    }
-)
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _BUDGET = re.compile(rf"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|==|<|>)\s*({_NUMBER})\s*$")

@@ -8,68 +8,17 @@ their frames (or the reason a section cannot be drawn); the ``_plot_*`` function
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
+from nas.campaign.table import campaign_objectives, load_campaign, records
 from nas.errors import UserError
+from nas.report import plots
+from nas.report.document import LABELS, MAX_EDF_AXES, Figure, Report, Section
 from nas.report.pages import render_html, render_md
-from nas.table import campaign_objectives, load_campaign, records
 
 __all__ = ["Figure", "Report", "build_report", "write_report"]
-
-# Axis labels with units, by column.
-LABELS = {
-    "val_acc": "validation accuracy (fraction)",
-    "val_acc_best": "best validation accuracy (fraction)",
-    "val_loss": "validation loss",
-    "latency_ms_p50": "deploy latency, median (ms per batch)",
-    "latency_ms_p90": "deploy latency, p90 (ms per batch)",
-    "macs_m": "MACs, training form (millions)",
-    "macs_m_deploy": "MACs, deploy form (millions)",
-    "params_m": "parameters, training form (millions)",
-    "params_m_deploy": "parameters, deploy form (millions)",
-    "train_saved_mb": "activations saved for backward (MiB)",
-    "train_peak_mb": "training peak memory (MiB)",
-}
-MAX_EDF_AXES = 12
-
-
-def label(column: str) -> str:
-    return LABELS.get(column, column)
-
-
-@dataclass
-class Figure:
-    name: str  # file stem under plots/
-    caption: str
-    png: bytes
-
-
-@dataclass
-class Section:
-    title: str
-    text: str = ""
-    table: Any = None  # a DataFrame shown as a table
-    figures: list[Figure] = field(default_factory=list)
-    unavailable: str = ""  # why the section cannot be drawn
-
-
-@dataclass
-class Report:
-    campaign: str
-    folder: Path
-    objectives: dict[str, str]
-    budgets: list[str]
-    summary: str
-    sections: list[Section]
-    pareto: Any  # the front as a DataFrame (pareto.csv)
 
 
 # ---------------------------------------------------------------------- compute
@@ -162,7 +111,7 @@ def _pareto_section(df, objectives, budgets):
         section.unavailable = "no finished trial has a value for every objective"
         return section, front
     for x in _scatter_axes(df, objectives):
-        section.figures.append(_plot_pareto(df, result, x, objectives))
+        section.figures.append(plots.plot_pareto(df, result, x, objectives))
     return section, front
 
 
@@ -186,7 +135,7 @@ def _hypervolume_section(df, objectives):
     section.text = (
         f"Final hypervolume {curve['hypervolume'].iloc[-1]:.4g} after {len(curve)} trials."
     )
-    section.figures.append(_plot_hypervolume(curve, objectives))
+    section.figures.append(plots.plot_hypervolume(curve, objectives))
     return section
 
 
@@ -224,19 +173,14 @@ def _edf_section(df):
             "no design axis has at least two values with two or more finished trials each"
         )
         return section
-    results.sort(key=lambda r: -_max_ks(r[1]))
+    results.sort(key=lambda r: -plots.max_ks(r[1]))
     section.text = (
         "Each curve is the fraction of finished models of one axis value with error (1 - val_acc) "
         "at most x; shaded: 95% bootstrap band. Axes sorted by their largest KS distance."
     )
     for axis, res in results[:MAX_EDF_AXES]:
-        section.figures.append(_plot_edf(axis, res))
+        section.figures.append(plots.plot_edf(axis, res))
     return section
-
-
-def _max_ks(res) -> float:
-    """The largest pairwise KS distance between the axis values of an EDF."""
-    return float(res.ks["ks"].max()) if len(res.ks) else 0.0
 
 
 def _ablation_section(df):
@@ -256,13 +200,13 @@ def _ablation_section(df):
     section.text = "Mean difference to the baseline over seeds, with 95% confidence intervals."
     for metric in ("val_acc", "latency_ms_p50", "macs_m", "train_saved_mb"):
         if f"d_{metric}" in effects and effects[f"d_{metric}"].notna().any():
-            section.figures.append(_plot_ablation(effects, metric))
+            section.figures.append(plots.plot_ablation(effects, metric))
     return section
 
 
 def _attribution_section(df, front, knees):
-    from nas.candidate import Candidate
     from nas.report import cost_attribution
+    from nas.space.candidate import Candidate
 
     section = Section("Cost attribution")
     try:
@@ -290,7 +234,7 @@ def _curves_section(front):
     if not len(front) or "history" not in front:
         section.unavailable = "no front member has a training history"
         return section
-    section.figures.append(_plot_curves(front))
+    section.figures.append(plots.plot_curves(front))
     return section
 
 
@@ -305,126 +249,6 @@ def _failures_section(df):
 
 
 # ---------------------------------------------------------------------- draw
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(6.4, 4.2))
-
-
-def _plot_pareto(df, result, x: str, objectives) -> Figure:
-    y = next((c for c, s in objectives.items() if s == "max"), "val_acc")
-    fig, ax = _figure()
-    eligible = df[result.eligible]
-    others = df[~result.eligible & df[x].notna()] if x in df else df.iloc[:0]
-    ax.scatter(eligible[x], eligible[y], s=22, color="tab:blue", alpha=0.6, label="finished")
-    if len(others):  # not trained (infeasible, failed): no accuracy, drawn on the floor
-        floor = float(np.nanmin(eligible[y])) if len(eligible) else 0.0
-        ax.scatter(
-            others[x], [floor] * len(others), marker="x", color="0.6", label="infeasible / failed"
-        )
-    front = result.front.sort_values(x)
-    if x in objectives:
-        ax.plot(front[x], front[y], "-o", color="tab:red", ms=6, label="Pareto front")
-    else:
-        ax.scatter(front[x], front[y], s=50, color="tab:red", label="Pareto front")
-    knees = df.loc[[k for k in result.knees if k in df.index]]
-    ax.scatter(knees[x], knees[y], s=160, facecolors="none", edgecolors="k", label="knee")
-    ax.set_xlabel(label(x))
-    ax.set_ylabel(label(y))
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    caption = (
-        f"{label(y)} vs {label(x)} for every finished trial; red: the Pareto front over "
-        f"{', '.join(objectives)}; circled: knee point; grey crosses: trials that were not "
-        "trained (infeasible or failed), placed at the lowest accuracy."
-    )
-    return Figure(f"pareto_{x}", caption, _png(fig))
-
-
-def _plot_hypervolume(curve, objectives) -> Figure:
-    fig, ax = _figure()
-    ax.step(curve["n_trials"], curve["hypervolume"], where="post")
-    ax.set_xlabel("trials finished (in finish order)")
-    ax.set_ylabel("hypervolume (product of objective units)")
-    ax.grid(alpha=0.3)
-    caption = (
-        f"Hypervolume of the Pareto front over {', '.join(objectives)} as trials finish, "
-        "against a fixed reference point (the worst values seen, widened by 10%)."
-    )
-    return Figure("hypervolume", caption, _png(fig))
-
-
-def _plot_edf(axis: str, res) -> Figure:
-    fig, ax = _figure()
-    frame = res.to_frame()
-    for value, part in frame.groupby("value", sort=True):
-        line = ax.step(part["x"], part["F"], where="post", label=f"{value}")[0]
-        ax.fill_between(
-            part["x"], part["lo"], part["hi"], step="post", alpha=0.15, color=line.get_color()
-        )
-    ax.set_xlabel("error = 1 - validation accuracy (fraction)")
-    ax.set_ylabel("cumulative fraction of models")
-    ax.set_ylim(0, 1.02)
-    ax.legend(title=axis.removeprefix("param."), fontsize=8)
-    ax.grid(alpha=0.3)
-    ks = _max_ks(res)
-    caption = (
-        f"Error EDF of the surveyed models per value of {axis.removeprefix('param.')} "
-        f"(higher and further left is better); largest pairwise KS distance {ks:.2f}."
-    )
-    return Figure(f"edf_{axis.removeprefix('param.')}", caption, _png(fig))
-
-
-def _plot_ablation(effects, metric: str) -> Figure:
-    fig, ax = _figure()
-    names = [f"{a}={v}" for a, v in zip(effects["axis"], effects["value"])]
-    ci = effects.get(f"ci_{metric}")
-    yerr = None if ci is None else np.nan_to_num(ci.to_numpy(float))
-    ax.barh(names, effects[f"d_{metric}"], xerr=yerr, color="tab:blue", alpha=0.7, capsize=3)
-    ax.axvline(0, color="k", lw=0.8)
-    ax.set_xlabel(f"difference to the baseline: {label(metric)}")
-    ax.set_ylabel("axis = value")
-    ax.grid(alpha=0.3, axis="x")
-    caption = (
-        f"Change of {label(metric)} when one axis takes the value shown (mean ± 95% CI over seeds)."
-    )
-    return Figure(f"ablation_{metric}", caption, _png(fig))
-
-
-def _plot_curves(front) -> Figure:
-    fig, ax = _figure()
-    for _, row in front.iterrows():
-        history = row.get("history")
-        history = json.loads(history) if isinstance(history, str) else history
-        if not history:
-            continue
-        epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
-        ax.plot(epochs, [h.get("val_acc") for h in history], "-o", ms=3, label=row["trial_id"])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(label("val_acc"))
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    return Figure(
-        "curves_front",
-        "Validation accuracy after every epoch for each Pareto-front member.",
-        _png(fig),
-    )
-
-
-# ---------------------------------------------------------------------- write
 def _write(path: Path, data: str | bytes) -> None:
     """Atomic: a temporary file next to the target, then a rename."""
     tmp = path.with_name(f".{path.name}.tmp")

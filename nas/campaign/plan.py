@@ -1,0 +1,111 @@
+"""Planning a campaign, before Ray: the trials of a survey (constrained random samples, pycls
+style) and of an ablation (one factor at a time around a baseline, or the full factorial)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from typing import Any
+
+import numpy as np
+
+from nas.errors import UserError
+from nas.measure.cost import FAST_COLUMNS, fast_constraint_check
+from nas.space.candidate import Candidate, CandidateError
+from nas.space.space import Space
+
+__all__ = ["default_axes", "plan_ablation", "plan_survey"]
+
+log = logging.getLogger(__name__)
+
+
+def plan_survey(space: Space, n: int, seed: int) -> tuple[list[dict], dict]:
+    """N distinct random candidates inside the params/MACs constraints (fast cost path)."""
+    fast = {k: v for k, v in space.constraints.items() if k in FAST_COLUMNS}
+    check = fast_constraint_check(fast) if fast else (lambda c: True)
+    samples, stats = space.sample_distinct(
+        n, np.random.default_rng(seed), accept=lambda s: check(s.candidate)
+    )
+    distinct = len(samples) + stats["rejected"]
+    stats["acceptance_rate"] = len(samples) / max(distinct, 1)
+    return [_plan(s.candidate, seed, s.train, params=s.params) for s in samples], stats
+
+
+def plan_ablation(
+    space: Space,
+    baseline: Candidate,
+    axes: list[str],
+    seeds: int,
+    seed: int,
+    *,
+    factorial: bool = False,
+) -> list[dict]:
+    """Baseline + one trial per axis value (everything else fixed), ``seeds`` seeds each; or the
+    full factorial over the axes."""
+    values = {axis: _axis_values(space, axis) for axis in axes}
+    points: list[tuple[str, Any, dict]] = [("baseline", None, {})]
+    if factorial:
+        for combo in itertools.product(*values.values()):
+            points.append(("factorial", json.dumps(combo), dict(zip(axes, combo))))
+    else:
+        for axis, vals in values.items():
+            points += [(axis, v, {axis: v}) for v in vals]
+    plans, seen = [], set()
+    for axis, value, override in points:
+        try:
+            c = Candidate.from_params(override, base=baseline) if override else baseline
+        except CandidateError as e:
+            log.warning("ablation point %s=%s skipped: %s", axis, value, e)
+            continue
+        for r in range(seeds):  # a point equal to the baseline is the baseline's trial
+            if (c.id, seed + r) not in seen:
+                seen.add((c.id, seed + r))
+                plans.append(_plan(c, seed + r, {}, axis=axis, axis_value=value))
+    return plans
+
+
+def _axis_values(space: Space, axis: str) -> list:
+    def matches(name: str) -> bool:  # "stage.kernel" also names the per-stage dims stage.<i>.kernel
+        parts = name.split(".")
+        return name == axis or (
+            len(parts) == 3 and parts[0] == "stage" and axis == f"stage.{parts[2]}"
+        )
+
+    names = [d for d in space.dims if matches(d.name)]
+    grid = next((d.grid() for d in names if d.grid() is not None and d.kind != "derive"), None)
+    if not grid:
+        known = sorted(
+            {
+                d.name if not d.name.startswith("stage.") else "stage." + d.name.split(".")[-1]
+                for d in space.dims
+                if d.kind in ("choice", "int") and not d.name.startswith("vars.")
+            }
+        )
+        raise UserError(
+            f"--axes: {axis!r} is not a finite dimension of {space.source}; choose from {known}"
+        )
+    return list(grid)
+
+
+def _plan(c: Candidate, seed: int, train: dict, *, params=None, axis=None, axis_value=None) -> dict:
+    return {
+        "candidate": c.to_dict(),
+        "seed": seed,
+        "train": train,
+        "axis": axis,
+        "axis_value": None if axis_value is None else json.dumps(axis_value),
+        "params": params,
+    }
+
+
+def default_axes(space: Space) -> list[str]:
+    """The axes of an ablation when none are given: every unconditional choice dimension."""
+    axes = []
+    for d in space.dims:
+        if d.kind != "choice" or d.name.startswith(("vars.", "train.")) or d.when:
+            continue
+        name = "stage." + d.name.split(".")[-1] if d.name.startswith("stage.") else d.name
+        if name not in axes:
+            axes.append(name)
+    return axes

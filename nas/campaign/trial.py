@@ -1,0 +1,229 @@
+"""One campaign trial, independent of Ray: build -> fast cost + constraints -> measure (deploy
+form) -> train with a report per epoch -> the final row.
+
+``run_trial`` never raises for what a trial can do wrong (infeasible, diverged, out of memory,
+any exception): the status and reason go into the row, so a failing trial never stops a campaign.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nas.errors import is_oom
+from nas.space.candidate import Candidate
+from nas.vocab import STATUSES
+
+__all__ = ["TrialSpec", "run_trial", "objective_defaults", "STATUSES"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What every trial of a campaign shares (travels to the workers once)."""
+
+    campaign: str
+    mode: str
+    data: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    objectives: dict = field(default_factory=dict)
+    constraints: dict = field(default_factory=dict)
+    latency_inline: bool = True
+    threads: int = 1
+    device: str = "cpu"
+
+
+def objective_defaults(objectives: Mapping[str, str]) -> dict[str, float]:
+    """The values reported for an objective a trial could not measure (infeasible, diverged):
+    the worst possible, so a sampler learns to avoid the region."""
+    return {k: (0.0 if sense == "max" else 1e9) for k, sense in objectives.items()}
+
+
+def run_key(
+    candidate: Candidate, seed: int, train: Mapping[str, Any], data: Mapping[str, Any]
+) -> str:
+    """Identity of the work: candidate + seed + training budget + data (dedupe across runs)."""
+    blob = json.dumps([candidate.to_json(), seed, dict(train), dict(data)], sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def trial_run_key(
+    spec: TrialSpec, candidate: Candidate, seed: int, train_overrides: Mapping[str, Any] | None
+) -> str:
+    """The run key of a trial of this campaign (what ``run_trial`` writes into its row)."""
+    return run_key(candidate, seed, _train_cfg(spec, seed, train_overrides), spec.data)
+
+
+def _train_cfg(spec: TrialSpec, seed: int, train_overrides: Mapping[str, Any] | None) -> dict:
+    return {**spec.train, **dict(train_overrides or {}), "seed": seed, "device": spec.device}
+
+
+def _status_of(exc: BaseException) -> str:
+    oom = isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or is_oom(str(exc))
+    return "oom" if oom else "error"
+
+
+def run_trial(
+    spec: TrialSpec,
+    candidate: Candidate,
+    *,
+    trial_id: str,
+    seed: int,
+    params: Mapping[str, Any] | None = None,
+    train_overrides: Mapping[str, Any] | None = None,
+    report: Callable[[dict], None] | None = None,
+    checkpoint: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run one trial and return its row. ``report`` gets every epoch's metrics together with
+    every objective and the cost columns (OptunaSearch reads the last report)."""
+    started = time.time()
+    train_cfg = _train_cfg(spec, seed, train_overrides)
+    row = _new_row(spec, candidate, trial_id, seed, train_cfg, params, started)
+    report = report or (lambda metrics: None)
+    defaults = objective_defaults(spec.objectives)
+    try:
+        if _measure(spec, candidate, row):
+            _train(spec, candidate, train_cfg, row, report, defaults, checkpoint)
+    except Exception as e:  # noqa: BLE001 - recorded in the row, the campaign goes on
+        row.update(status=_status_of(e), reason=f"{type(e).__name__}: {e}")
+        log.debug("trial %s failed:\n%s", trial_id, traceback.format_exc())
+    row["finished_at"] = time.time()
+    row["wall_s"] = row["finished_at"] - started
+    final = {**defaults, **_objective_values(row, spec.objectives)}
+    report(
+        {
+            **final,
+            **_numeric_costs(row),
+            "done": True,
+            "status": row["status"],
+            "_row": json.dumps(row, default=str),
+        }
+    )
+    return row
+
+
+def _measure(spec: TrialSpec, candidate: Candidate, row: dict) -> bool:
+    """Fast cost, measurement (deploy form) and constraints into the row; whether to train."""
+    from nas.measure import (
+        LatencyProtocol,
+        check_constraints,
+        cost_columns,
+        fast_cost,
+        measure_candidate,
+    )
+
+    costs = cost_columns(fast_cost(candidate))
+    row.update(costs)
+    violations = check_constraints(costs, spec.constraints)
+    proto = LatencyProtocol(
+        device=spec.device, image_size=candidate.image_size, threads=spec.threads
+    )
+    measured = measure_candidate(candidate, proto=proto, latency=spec.latency_inline)
+    row.update({k: v for k, v in measured.items() if k not in ("status", "error")})
+    row["latency_source"] = "inline" if spec.latency_inline else "pending"
+    row.update(cost_columns(measured))
+    if measured["status"] != "ok":
+        row.update(status=measured["status"], reason=measured["error"])
+        return False
+    violations += check_constraints(cost_columns(measured), spec.constraints)
+    if violations:
+        row.update(status="infeasible", reason="; ".join(dict.fromkeys(violations)))
+        return False
+    return True
+
+
+def _new_row(spec, candidate, trial_id, seed, train_cfg, params, started) -> dict[str, Any]:
+    """A trial's row before anything is known: identity, architecture and settings."""
+    return {
+        "campaign": spec.campaign,
+        "mode": spec.mode,
+        "trial_id": trial_id,
+        "candidate_id": candidate.id,
+        "seed": seed,
+        "status": "error",
+        "reason": None,
+        "run_key": run_key(candidate, seed, train_cfg, spec.data),
+        "epochs": 0,
+        **dict.fromkeys(("val_acc", "val_acc_best", "val_loss", "train_loss")),
+        "started_at": started,
+        **{f"arch.{k}": v for k, v in candidate.to_params().items()},
+        **{f"train.{k}": v for k, v in train_cfg.items()},
+        **({f"param.{k}": v for k, v in params.items()} if params else {}),
+    }
+
+
+def _objective_values(row: Mapping[str, Any], objectives: Mapping[str, str]) -> dict[str, float]:
+    if row["status"] != "ok":  # only a trained candidate has real objective values
+        out = {}
+        for k in objectives:
+            if k in row and row[k] is not None and k not in ("val_acc", "val_loss", "train_loss"):
+                out[k] = float(row[k])
+        return out
+    return {k: float(row[k]) for k in objectives if row.get(k) is not None}
+
+
+def _numeric_costs(row: Mapping[str, Any]) -> dict[str, float]:
+    keys = ("params_m", "params_m_deploy", "macs_m", "macs_m_deploy", "train_saved_mb")
+    return {k: float(row[k]) for k in keys if row.get(k) is not None}
+
+
+def _train(
+    spec: TrialSpec, candidate: Candidate, train_cfg: dict, row: dict, report, defaults, checkpoint
+) -> None:
+    from nas.models.build import build_model
+    from nas.train import TrainConfig, train
+    from nas.train.data import DataConfig, load_data
+
+    cfg = TrainConfig.from_dict(train_cfg, source="train")
+    data_cfg = DataConfig.from_dict(
+        {**spec.data, "image_size": candidate.image_size}, source="data"
+    )
+    data = load_data(data_cfg)
+    torch.set_num_threads(max(1, spec.threads))
+    torch.manual_seed(cfg.seed)
+    model = build_model(candidate)
+    costs = _numeric_costs(row)
+    latency = {k: row[k] for k in ("latency_ms_p50", "latency_ms_p90") if row.get(k) is not None}
+
+    history: list[dict] = []
+    t0 = time.perf_counter()
+
+    def on_epoch(metrics: dict) -> None:
+        history.append(metrics)
+        _record(row, history, time.perf_counter() - t0)
+        out = {**defaults, **latency, **costs, **metrics}
+        keep = {
+            k: v
+            for k, v in out.items()
+            if k in spec.objectives or k in metrics or k in costs or k in latency
+        }
+        # the row so far travels with every report: a scheduler (ASHA) may stop the trial here
+        partial = {**row, "status": "ok", "finished_at": time.time()}
+        report({**keep, "_row": json.dumps(partial, default=str), "_partial": True})
+
+    result = train(model, data, cfg, report=on_epoch, checkpoint=checkpoint)
+    _record(row, result.history, time.perf_counter() - t0)
+    row["status"], row["reason"] = result.status, result.reason or None
+
+
+def _record(row: dict, history: list[dict], train_s: float) -> None:
+    """Training results so far into the row."""
+    row["train_s"] = train_s
+    row["epochs"] = len(history)
+    if history:
+        last = history[-1]
+        row.update(
+            {k: last[k] for k in ("val_acc", "val_loss", "train_loss", "epoch_s", "images_per_s")}
+        )
+        row["val_acc_best"] = max(h["val_acc"] for h in history)
+        row["history"] = [{k: round(float(v), 6) for k, v in h.items()} for h in history]

@@ -1,0 +1,275 @@
+"""Command bodies of the single-candidate and space commands: validate, sample, measure, train,
+bench. Each takes the parsed arguments, calls the library and prints; bad input raises
+``UserError`` (the CLI prints it as one line, exit 2)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from nas.errors import UserError
+
+
+def cmd_validate(args) -> int:
+    import numpy as np
+
+    from nas.space import load_space
+
+    space = load_space(args.space)
+    print(
+        f"{args.space}: valid space {space.name!r} ({space.stages} stages, {len(space.dims)} dimensions)"
+    )
+    for line in space.describe():
+        print(f"  {line}")
+    size = space.cardinality()
+    print(
+        f"cardinality: {'infinite (float range)' if math.isinf(size) else f'{int(size):,}'} parameter points"
+    )
+    if space.objectives:
+        print("objectives: " + ", ".join(f"{k} ({v})" for k, v in space.objectives.items()))
+    if space.constraints:
+        print(
+            "constraints: "
+            + ", ".join(f"{k} in [{lo}, {hi}]" for k, (lo, hi) in space.constraints.items())
+        )
+    if args.probe > 0:
+        _, stats = space.sample_distinct(
+            1, np.random.default_rng(0)
+        )  # fails loudly if nothing is valid
+        rng, valid = np.random.default_rng(0), 0
+        for _ in range(args.probe):
+            try:
+                space.to_sample(space.sample_params(rng))
+                valid += 1
+            except UserError:
+                pass
+        print(f"probe: {valid}/{args.probe} random points are valid candidates")
+    return 0
+
+
+def _sample_rows(space, samples) -> list[dict]:
+    """One row per sample: id, then every non-helper dimension in space order (None if inactive)."""
+    names = [d.name for d in space.dims if not d.name.startswith("vars.")]
+    return [{"id": s.id, **{n: s.params.get(n) for n in names}} for s in samples]
+
+
+def _cell(v) -> str:
+    return (
+        "-"
+        if v is None
+        else json.dumps(v, separators=(",", ":"))
+        if isinstance(v, (list, bool))
+        else str(v)
+    )
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+
+    from nas.space import load_space
+
+    space = load_space(args.space)
+    accept, seen = None, []
+    if args.constraints:
+        from nas.measure.cost import fast_constraint_check
+
+        if not space.constraints:
+            raise UserError(
+                f"{args.space}: constraints: --constraints given but the space declares none"
+            )
+        check = fast_constraint_check(space.constraints, source=f"{args.space}: constraints")
+
+        def accept(sample) -> bool:
+            seen.append(sample.params)
+            return check(sample.candidate)
+
+    samples, stats = space.sample_distinct(args.n, np.random.default_rng(args.seed), accept=accept)
+    rows = _sample_rows(space, samples)
+    if args.format == "json":
+        for s, row in zip(samples, rows):
+            print(
+                json.dumps(
+                    {
+                        "id": row["id"],
+                        "params": {k: v for k, v in row.items() if k != "id"},
+                        "candidate": s.candidate.to_dict(),
+                        "train": s.train,
+                    },
+                    sort_keys=True,
+                )
+            )
+    else:
+        import pandas as pd
+
+        df = pd.DataFrame([{k: _cell(v) for k, v in row.items()} for row in rows])
+        text = df.to_csv(index=False) if args.format == "csv" else df.to_string(index=False)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if args.constraints:
+        from nas.measure.cost import frequency_shift
+
+        rate = len(samples) / max(len(seen), 1)
+        print(
+            f"# constraints {space.constraints}: accepted {len(samples)} of {len(seen)} valid distinct candidates ({rate:.1%})",
+            file=sys.stderr,
+        )
+        for key, value, p_all, p_acc in frequency_shift(
+            seen, [s.params for s in samples], min_delta=0.05
+        )[:12]:
+            print(f"#   {key}={json.dumps(value)}: {p_all:.0%} -> {p_acc:.0%}", file=sys.stderr)
+    print(
+        f"# {len(samples)} distinct candidates from {stats['draws']} draws "
+        f"({stats['invalid']} invalid, {stats['duplicate']} duplicates)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _targets(path: str, n: int, seed: int):
+    """A candidate YAML gives one candidate; a space YAML gives n sampled ones."""
+    import numpy as np
+    import yaml
+
+    from nas.space import load_space
+    from nas.space.candidate import CandidateError, load_candidate
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text()) if p.is_file() else None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        data = None  # load_space / load_candidate report it with the file name
+    if isinstance(data, dict) and ("space" in data or "data" in data or "objectives" in data):
+        samples, _ = load_space(p).sample_distinct(n, np.random.default_rng(seed))
+        return [s.candidate for s in samples]
+    if not p.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        return [load_candidate(p)]
+    except CandidateError as e:
+        raise UserError(str(e)) from None
+
+
+def cmd_measure(args) -> int:
+    from nas.device import resolve_device
+    from nas.measure import ROW_KEYS, LatencyProtocol, measure_candidate
+
+    device = str(resolve_device(args.device))
+    rows = []
+    for c in _targets(args.target, args.n, args.seed):
+        size = args.image_size or c.image_size
+        if size != c.image_size:
+            from nas.space.candidate import Candidate
+
+            c = Candidate.from_params({"image_size": size}, base=c)
+        proto = LatencyProtocol(
+            device=device,
+            batch=args.batch,
+            image_size=size,
+            threads=args.threads,
+            dtype=args.dtype,
+            channels_last=not args.nchw,
+        )
+        row = measure_candidate(
+            c, proto=proto, latency=not args.no_latency, throughput_batch=args.throughput_batch
+        )
+        rows.append(row)
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            lat = (
+                "-"
+                if row["latency_ms_p50"] is None
+                else f"{row['latency_ms_p50']:.3f} ms (p90 {row['latency_ms_p90']:.3f}, cv {row['latency_cv']:.1%})"
+            )
+            if row["status"] != "ok":
+                print(f"{row['candidate_id']}  {row['status']}: {row['error']}", flush=True)
+                continue
+            print(
+                f"{row['candidate_id']}  params {row['params']:,} (deploy {row['params_deploy']:,})  "
+                f"MACs {row['macs'] / 1e6:,.2f} M (deploy {row['macs_deploy'] / 1e6:,.2f} M)  latency {lat}  "
+                f"saved for backward {row['train_saved_bytes'] / 2**20:.2f} MiB",
+                flush=True,
+            )
+    if not args.json:
+        print(
+            f"# {device}, torch {rows[0]['torch_version']}, {args.threads} thread(s), batch {args.batch}; "
+            f"uncounted ops: {', '.join(rows[0]['uncounted_ops'] or []) or 'none'}",
+            file=sys.stderr,
+        )
+    assert all(k in rows[0] for k in ROW_KEYS)
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def cmd_train(args) -> int:
+    import time
+
+    from nas.models.build import build_model
+    from nas.space.candidate import Candidate
+    from nas.train import TrainConfig, train
+    from nas.train.data import DataConfig, load_data
+
+    (candidate,) = _targets(args.target, 1, args.seed)
+    data_cfg = DataConfig.from_dict(
+        {
+            "dataset": args.dataset,
+            "image_size": args.image_size,
+            "seed": args.seed,
+            **({"path": args.data_path} if args.data_path else {}),
+        },
+        source="data",
+    )
+    overrides = {
+        k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None
+    }
+    cfg = TrainConfig.from_dict(
+        {"epochs": args.epochs, "seed": args.seed, "device": args.device, **overrides},
+        source="flags",
+    )
+    data = load_data(data_cfg)
+    candidate = Candidate.from_params(
+        {"num_classes": data.num_classes, "image_size": args.image_size}, base=candidate
+    )
+    print(
+        f"{args.target}: candidate {candidate.id} on {data.name} ({data.num_train} train / {data.num_val} val, "
+        f"{data.num_classes} classes, {args.image_size}x{args.image_size}), {cfg.epochs} epochs on {cfg.device}",
+        flush=True,
+    )
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(candidate)
+    t0 = time.perf_counter()
+
+    def progress(m: dict) -> None:
+        print(
+            f"epoch {m['epoch']}/{cfg.epochs}  train_loss={m['train_loss']:.4f}  val_loss={m['val_loss']:.4f}  "
+            f"val_acc={m['val_acc']:.4f}  epoch_s={m['epoch_s']:.1f}  images_per_s={m['images_per_s']:.0f}",
+            flush=True,
+        )
+
+    result = train(model, data, cfg, report=progress, checkpoint=args.checkpoint)
+    best = max((h["val_acc"] for h in result.history), default=float("nan"))
+    print(
+        f"status={result.status}{' (' + result.reason + ')' if result.reason else ''}  "
+        f"val_acc={result.metrics.get('val_acc', float('nan')):.4f}  best_val_acc={best:.4f}  "
+        f"total_s={time.perf_counter() - t0:.1f}"
+    )
+    return 0 if result.status == "ok" else 1
+
+
+def cmd_bench(args) -> int:
+    from nas.bench import BENCHES, format_result, run_bench
+    from nas.device import resolve_device
+
+    if args.name not in BENCHES:
+        raise UserError(
+            f"bench: unknown benchmark {args.name!r}; expected one of {sorted(BENCHES)}"
+        )
+    device = str(resolve_device(args.device))
+    result = run_bench(args.name, quick=args.quick, device=device)
+    results = result if args.name == "all" else {args.name: result}
+    for name, res in results.items():
+        for line in format_result(name, res):
+            print(line)
+    return 0

@@ -1,0 +1,31 @@
+"""The ``nas`` command line. Thin: parsing, printing and exit codes; the logic lives in ``nas``.
+
+Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 1 an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from nas.cli.parser import build_parser
+from nas.errors import UserError
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except UserError as e:
+        print(f"nas {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nas {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

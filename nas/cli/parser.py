@@ -1,0 +1,372 @@
+"""The ``nas`` argument parser: one small function per command, each binding its command body
+(``nas.cli.commands``) as ``func``."""
+
+from __future__ import annotations
+
+import argparse
+
+from nas.cli.campaigns import cmd_campaign, cmd_demo, cmd_export, cmd_report, cmd_resume
+from nas.cli.commands import cmd_bench, cmd_measure, cmd_sample, cmd_train, cmd_validate
+
+EPILOG = (
+    "Docs: README.md (YAML reference, CLI reference). Bad input exits with code 2 and one line."
+)
+
+__all__ = ["build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nas",
+        description="Design-space explorer for modern conv nets (RevCol, RepLKNet, Container, ConvNeXt V2).",
+        epilog=EPILOG,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (
+        _add_validate,
+        _add_sample,
+        _add_measure,
+        _add_train,
+        _add_campaign,
+        _add_bench,
+        _add_resume,
+        _add_report,
+        _add_export,
+        _add_demo,
+    ):
+        add(sub)
+    return p
+
+
+def _add_validate(sub) -> None:
+    """``nas validate``."""
+    v = sub.add_parser(
+        "validate",
+        help="check a design-space YAML and print its dimensions",
+        epilog=EPILOG,
+        description="Parse SPACE.yaml, print its dimensions, conditions and cardinality. Exit 0 if valid, 2 if not.",
+    )
+    v.add_argument("space", help="design-space YAML file")
+    v.add_argument(
+        "--probe",
+        type=int,
+        default=200,
+        metavar="N",
+        help="draw N random points to report the share that are valid candidates (default 200; 0 = skip)",
+    )
+    v.set_defaults(func=cmd_validate)
+
+
+def _add_sample(sub) -> None:
+    """``nas sample``."""
+    s = sub.add_parser(
+        "sample",
+        help="sample distinct candidates from a space",
+        epilog=EPILOG,
+        description="Print N distinct valid candidates (id and choices). The same seed gives the same output.",
+    )
+    s.add_argument("space", help="design-space YAML file")
+    s.add_argument(
+        "-n",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="number of distinct candidates (default 10)",
+    )
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="output format (default table)",
+    )
+    s.add_argument(
+        "--constraints",
+        action="store_true",
+        help="keep only candidates inside the space's params/MACs constraints (fast analytic cost); "
+        "reports the acceptance rate and how the constraints shift each choice's frequency",
+    )
+    s.set_defaults(func=cmd_sample)
+
+
+def _add_measure(sub) -> None:
+    """``nas measure``."""
+    m = sub.add_parser(
+        "measure",
+        help="measure params, MACs, latency and training memory of candidates",
+        epilog=EPILOG,
+        description="TARGET is a candidate/preset YAML, or a space YAML (then -n N --seed S candidates). "
+        "One row per candidate: params/MACs in training and deploy form, deploy-form latency "
+        "(eval, inference_mode, warm-up >= 10 iters and >= 1 s, 30 timed runs), bytes saved for backward.",
+    )
+    m.add_argument("target", help="candidate (preset) YAML or design-space YAML")
+    m.add_argument(
+        "-n",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="candidates to sample from a space (default 1)",
+    )
+    m.add_argument("--seed", type=int, default=0, help="sampling seed for a space (default 0)")
+    m.add_argument(
+        "--json", action="store_true", help="one JSON object per candidate (exact key names)"
+    )
+    m.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    m.add_argument("--batch", type=_positive_int, default=1, help="latency batch (default 1)")
+    m.add_argument(
+        "--throughput-batch",
+        type=_positive_int,
+        default=None,
+        metavar="B",
+        help="also time batch B and report images/s",
+    )
+    m.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=None,
+        metavar="S",
+        help="input size (default: the candidate's)",
+    )
+    m.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="CPU threads, pinned while timing (default 1)",
+    )
+    m.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="autocast dtype on CUDA (default float32)",
+    )
+    m.add_argument(
+        "--nchw",
+        action="store_true",
+        help="time in NCHW instead of the default channels_last layout",
+    )
+    m.add_argument(
+        "--no-latency", action="store_true", help="skip timing (params, MACs, memory only)"
+    )
+    m.set_defaults(func=cmd_measure)
+
+
+def _add_train(sub) -> None:
+    """``nas train``."""
+    t = sub.add_parser(
+        "train",
+        help="train one candidate on a short budget",
+        epilog=EPILOG,
+        description="Train a candidate (preset YAML) and print one line per epoch, ending with its status.",
+    )
+    t.add_argument("target", help="candidate (preset) YAML")
+    t.add_argument("--epochs", type=_positive_int, default=6, help="epochs (default 6)")
+    t.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits | cifar10 | imagefolder | synthetic (default digits)",
+    )
+    t.add_argument(
+        "--data-path", default=None, help="data folder for cifar10/imagefolder (or NAS_DATA)"
+    )
+    t.add_argument("--image-size", type=_positive_int, default=32, help="input size (default 32)")
+    t.add_argument(
+        "--batch-size", type=_positive_int, default=None, help="batch size (default 128)"
+    )
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
+    t.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    t.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    t.add_argument(
+        "--checkpoint", default=None, help="save after every epoch and resume from this file"
+    )
+    t.set_defaults(func=cmd_train)
+
+
+def _add_campaign(sub) -> None:
+    """``nas survey|search|ablate``: the three campaign modes share their flags."""
+    for mode, text in (
+        (
+            "survey",
+            "N distinct constrained random candidates (design-space population, feeds EDFs)",
+        ),
+        ("search", "Optuna search (TPE/NSGA-II/GP/random) over the space's objectives"),
+        ("ablate", "one-factor-at-a-time toggles around a baseline, R seeds each"),
+    ):
+        c = sub.add_parser(
+            mode,
+            help=text,
+            epilog=EPILOG,
+            description=f"{text}. Each trial: fast cost + constraints, "
+            "measurement (deploy form), short training; one row per trial in results/CAMPAIGN/trials.parquet.",
+        )
+        c.add_argument("space", help="design-space YAML file")
+        c.add_argument(
+            "--runner",
+            default=None,
+            help="runner profile YAML (default: a local Ray on this machine, as runners/local.yaml)",
+        )
+        c.add_argument(
+            "--name",
+            required=True,
+            help="campaign name: results go to RESULTS/NAME (runs with one name grow one table)",
+        )
+        c.add_argument(
+            "-n",
+            type=_positive_int,
+            default=8,
+            metavar="N",
+            help="trials (survey/search; default 8)",
+        )
+        c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        c.add_argument("--results", default="results", help="results root folder (default results)")
+        c.add_argument(
+            "--epochs", type=_positive_int, default=None, help="override the space's train.epochs"
+        )
+        c.add_argument(
+            "--retrain",
+            action="store_true",
+            help="re-run work already in the table (same candidate, seed and budget)",
+        )
+        if mode == "ablate":
+            _add_ablate_flags(c)
+        c.set_defaults(func=cmd_campaign, mode=mode)
+
+
+def _add_bench(sub) -> None:
+    """``nas bench``."""
+    b = sub.add_parser(
+        "bench",
+        help="performance benchmarks (ratios measured side by side)",
+        epilog=EPILOG,
+        description="Run a benchmark; prints its figures and, last, its ratio(s) against the target(s); "
+        "writes results/bench/NAME.json. Names: cost, latency, reparam, revcol, kernels, grn, trainer, campaign, all.",
+    )
+    b.add_argument(
+        "name", help="cost | latency | reparam | revcol | kernels | grn | trainer | campaign | all"
+    )
+    b.add_argument(
+        "--quick", action="store_true", help="small sizes (CI smoke run, a couple of minutes)"
+    )
+    b.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    b.set_defaults(func=cmd_bench)
+
+
+def _add_resume(sub) -> None:
+    """``nas resume``."""
+    r = sub.add_parser(
+        "resume",
+        help="continue an interrupted campaign",
+        epilog=EPILOG,
+        description="Tuner.restore of the campaign's last experiment: finished trials are not re-run.",
+    )
+    r.add_argument("folder", help="campaign folder, e.g. results/quickstart")
+    r.set_defaults(func=cmd_resume)
+
+
+def _add_report(sub) -> None:
+    """``nas report``."""
+    rp = sub.add_parser(
+        "report",
+        help="Pareto fronts, EDFs, ablation effects of a campaign (HTML, Markdown, CSV, PNG)",
+        epilog=EPILOG,
+        description="Write report.html (self-contained), report.md, pareto.csv and plots/*.png "
+        "into the campaign folder.",
+    )
+    rp.add_argument("folder", help="campaign folder, e.g. results/quickstart")
+    rp.add_argument(
+        "--objectives",
+        metavar="COL:SENSE,...",
+        help="objectives of the front, e.g. val_acc:max,macs_m:min (default: the campaign's)",
+    )
+    rp.add_argument(
+        "--budget",
+        action="append",
+        metavar="EXPR",
+        help="a budget such as 'latency_ms_p50<=2' (repeatable): the report names the best "
+        "trial within all budgets",
+    )
+    rp.set_defaults(func=cmd_report)
+
+
+def _add_export(sub) -> None:
+    """``nas export``."""
+    e = sub.add_parser(
+        "export",
+        help="export chosen trials: candidate YAML, deploy weights, row, rebuild snippet",
+        epilog=EPILOG,
+        description="Writes OUT/<trial_id>/{candidate.yaml, deploy.pt or RETRAIN.md, row.json, README.md}.",
+    )
+    e.add_argument("folder", help="campaign folder, e.g. results/quickstart")
+    pick = e.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--trial", action="append", metavar="ID", help="a trial id (repeatable)")
+    pick.add_argument("--pareto", action="store_true", help="every member of the Pareto front")
+    pick.add_argument(
+        "--best-under",
+        action="append",
+        metavar="EXPR",
+        help="the best trial within budgets such as 'latency_ms_p50<=2' (repeatable)",
+    )
+    e.add_argument(
+        "--objectives",
+        metavar="COL:SENSE,...",
+        help="objectives for --pareto/--best-under (default: the campaign's)",
+    )
+    e.add_argument("--out", required=True, help="output folder")
+    e.set_defaults(func=cmd_export)
+
+
+def _add_demo(sub) -> None:
+    """``nas demo``."""
+    d = sub.add_parser(
+        "demo",
+        help="run the quick-start campaign on the embedded digits data set",
+        epilog=EPILOG,
+        description="A survey campaign over spaces/quickstart.yaml (digits, 32x32) on a local Ray; "
+        "writes its report and prints where it is.",
+    )
+    d.add_argument(
+        "--space", default="spaces/quickstart.yaml", help="space (default spaces/quickstart.yaml)"
+    )
+    d.add_argument(
+        "--runner", default="runners/local.yaml", help="runner profile (default runners/local.yaml)"
+    )
+    d.add_argument("--name", default="quickstart", help="campaign name (default quickstart)")
+    d.add_argument("-n", type=_positive_int, default=8, metavar="N", help="candidates (default 8)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--results", default="results", help="results root (default results)")
+    d.set_defaults(func=cmd_demo)
+
+
+def _add_ablate_flags(c) -> None:
+    """The flags only ``nas ablate`` has."""
+    c.add_argument(
+        "--baseline",
+        default=None,
+        help="baseline candidate/preset YAML (default: the space's base)",
+    )
+    c.add_argument(
+        "--axes",
+        default=None,
+        help="comma-separated dimensions to toggle (default: every top-level choice)",
+    )
+    c.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=1,
+        metavar="R",
+        help="seeds per point (default 1)",
+    )
+    c.add_argument(
+        "--factorial",
+        action="store_true",
+        help="full factorial over the axes instead of one-at-a-time",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value

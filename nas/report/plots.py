@@ -1,0 +1,138 @@
+"""The report's figures: one function per plot, drawing data that ``nas.report.render`` computed
+(matplotlib, Agg backend, imported lazily); each returns a captioned ``Figure`` with PNG bytes."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from nas.report.document import Figure, label
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(6.4, 4.2))
+
+
+def plot_pareto(df, result, x: str, objectives) -> Figure:
+    y = next((c for c, s in objectives.items() if s == "max"), "val_acc")
+    fig, ax = _figure()
+    eligible = df[result.eligible]
+    others = df[~result.eligible & df[x].notna()] if x in df else df.iloc[:0]
+    ax.scatter(eligible[x], eligible[y], s=22, color="tab:blue", alpha=0.6, label="finished")
+    if len(others):  # not trained (infeasible, failed): no accuracy, drawn on the floor
+        floor = float(np.nanmin(eligible[y])) if len(eligible) else 0.0
+        ax.scatter(
+            others[x], [floor] * len(others), marker="x", color="0.6", label="infeasible / failed"
+        )
+    front = result.front.sort_values(x)
+    if x in objectives:
+        ax.plot(front[x], front[y], "-o", color="tab:red", ms=6, label="Pareto front")
+    else:
+        ax.scatter(front[x], front[y], s=50, color="tab:red", label="Pareto front")
+    knees = df.loc[[k for k in result.knees if k in df.index]]
+    ax.scatter(knees[x], knees[y], s=160, facecolors="none", edgecolors="k", label="knee")
+    ax.set_xlabel(label(x))
+    ax.set_ylabel(label(y))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    caption = (
+        f"{label(y)} vs {label(x)} for every finished trial; red: the Pareto front over "
+        f"{', '.join(objectives)}; circled: knee point; grey crosses: trials that were not "
+        "trained (infeasible or failed), placed at the lowest accuracy."
+    )
+    return Figure(f"pareto_{x}", caption, _png(fig))
+
+
+def plot_hypervolume(curve, objectives) -> Figure:
+    fig, ax = _figure()
+    ax.step(curve["n_trials"], curve["hypervolume"], where="post")
+    ax.set_xlabel("trials finished (in finish order)")
+    ax.set_ylabel("hypervolume (product of objective units)")
+    ax.grid(alpha=0.3)
+    caption = (
+        f"Hypervolume of the Pareto front over {', '.join(objectives)} as trials finish, "
+        "against a fixed reference point (the worst values seen, widened by 10%)."
+    )
+    return Figure("hypervolume", caption, _png(fig))
+
+
+def plot_edf(axis: str, res) -> Figure:
+    fig, ax = _figure()
+    frame = res.to_frame()
+    for value, part in frame.groupby("value", sort=True):
+        line = ax.step(part["x"], part["F"], where="post", label=f"{value}")[0]
+        ax.fill_between(
+            part["x"], part["lo"], part["hi"], step="post", alpha=0.15, color=line.get_color()
+        )
+    ax.set_xlabel("error = 1 - validation accuracy (fraction)")
+    ax.set_ylabel("cumulative fraction of models")
+    ax.set_ylim(0, 1.02)
+    ax.legend(title=axis.removeprefix("param."), fontsize=8)
+    ax.grid(alpha=0.3)
+    ks = max_ks(res)
+    caption = (
+        f"Error EDF of the surveyed models per value of {axis.removeprefix('param.')} "
+        f"(higher and further left is better); largest pairwise KS distance {ks:.2f}."
+    )
+    return Figure(f"edf_{axis.removeprefix('param.')}", caption, _png(fig))
+
+
+def plot_ablation(effects, metric: str) -> Figure:
+    fig, ax = _figure()
+    names = [f"{a}={v}" for a, v in zip(effects["axis"], effects["value"])]
+    ci = effects.get(f"ci_{metric}")
+    yerr = None if ci is None else np.nan_to_num(ci.to_numpy(float))
+    ax.barh(names, effects[f"d_{metric}"], xerr=yerr, color="tab:blue", alpha=0.7, capsize=3)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel(f"difference to the baseline: {label(metric)}")
+    ax.set_ylabel("axis = value")
+    ax.grid(alpha=0.3, axis="x")
+    caption = (
+        f"Change of {label(metric)} when one axis takes the value shown (mean ± 95% CI over seeds)."
+    )
+    return Figure(f"ablation_{metric}", caption, _png(fig))
+
+
+def plot_curves(front) -> Figure:
+    fig, ax = _figure()
+    for _, row in front.iterrows():
+        history = row.get("history")
+        history = json.loads(history) if isinstance(history, str) else history
+        if not history:
+            continue
+        epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+        ax.plot(epochs, [h.get("val_acc") for h in history], "-o", ms=3, label=row["trial_id"])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label("val_acc"))
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return Figure(
+        "curves_front",
+        "Validation accuracy after every epoch for each Pareto-front member.",
+        _png(fig),
+    )
+
+
+# ---------------------------------------------------------------------- write
+
+
+def max_ks(res) -> float:
+    """The largest pairwise KS distance between the axis values of an EDF."""
+    return float(res.ks["ks"].max()) if len(res.ks) else 0.0

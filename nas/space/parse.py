@@ -1,0 +1,203 @@
+"""YAML mapping -> ``Space``: every check that can name a key path lives here.
+
+Each error is one ``SpaceError(file, key_path, message)``; nothing here raises anything else for
+bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nas.errors import SpaceError, did_you_mean
+from nas.settings import DATA_RULES, DATASETS, TRAIN_RULES, Rule
+from nas.space.candidate import Candidate, CandidateError, load_candidate
+from nas.space.dimparse import DimParser, SpaceErrors, accepts
+from nas.space.dims import is_number
+from nas.space.space import Space
+from nas.vocab import COLUMNS, COST_COLUMNS, SAMPLERS
+
+__all__ = ["load_space", "parse_space"]
+
+TOP_KEYS = (
+    "name",
+    "description",
+    "base",
+    "stages",
+    "data",
+    "train",
+    "objectives",
+    "constraints",
+    "sampler",
+    "space",
+)
+
+
+def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None) -> Space:
+    err = SpaceErrors(source)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        err("<root>", f"expected a mapping with keys {list(TOP_KEYS)}, got {type(data).__name__}")
+    for key in data:
+        if key not in TOP_KEYS:
+            err(
+                str(key),
+                f"unknown top-level key{did_you_mean(key, TOP_KEYS)}; allowed: {list(TOP_KEYS)}",
+            )
+    name = data.get("name") or (Path(source).stem if source != "<space>" else "space")
+    if not isinstance(name, str):
+        err("name", f"expected a string, got {name!r}")
+    dataset = _section(err, "data", data.get("data"), DATA_RULES)
+    if "dataset" in dataset and dataset["dataset"] not in DATASETS:
+        err(
+            "data.dataset",
+            f"unknown data set {dataset['dataset']!r}{did_you_mean(dataset['dataset'], DATASETS)}; allowed: {list(DATASETS)}",
+        )
+    train = _section(err, "train", data.get("train"), TRAIN_RULES)
+    base = _base(err, data.get("base"), dataset, root)
+    stages = data.get("stages", base.num_stages)
+    if not isinstance(stages, int) or isinstance(stages, bool) or stages < 1:
+        err("stages", f"expected an integer >= 1, got {stages!r}")
+    if stages != base.num_stages:  # the per-stage lists of the base fix the number of stages
+        err(
+            "stages",
+            f"expected {base.num_stages} (the number of stages of the base candidate), got {stages}; "
+            f"use a base with {stages} stages to change it",
+        )
+    objectives = _objectives(err, data.get("objectives"))
+    constraints = _constraints(err, data.get("constraints"))
+    sampler = data.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        err(
+            "sampler",
+            f"unknown sampler {sampler!r}{did_you_mean(sampler, SAMPLERS)}; allowed: {list(SAMPLERS)}",
+        )
+    raw = data.get("space") or {}
+    if not isinstance(raw, Mapping):
+        err("space", f"expected a mapping of dimensions, got {type(raw).__name__}")
+    dims = DimParser(err, stages)
+    dims.parse(raw)
+    return Space(
+        name=name,
+        dims=dims.ordered(),
+        base=base,
+        stages=stages,
+        data=dataset,
+        train=train,
+        objectives=objectives,
+        constraints=constraints,
+        sampler=sampler,
+        description=str(data.get("description", "")),
+        source=source,
+    )
+
+
+def _section(err: SpaceErrors, name: str, value: Any, rules: dict[str, Rule]) -> dict:
+    """A ``data:`` or ``train:`` section checked against the rules its consumer applies."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        err(name, f"expected a mapping with keys {list(rules)}, got {type(value).__name__}")
+    for key, v in value.items():
+        if key not in rules:
+            err(f"{name}.{key}", f"unknown key{did_you_mean(key, rules)}; allowed: {list(rules)}")
+        if name == "data" and key == "dataset" and v not in DATASETS:
+            continue  # named with a suggestion by the caller
+        if not accepts(rules[key], v):
+            err(f"{name}.{key}", f"expected {rules[key][1]}, got {v!r}")
+    return dict(value)
+
+
+def _base(err: SpaceErrors, value: Any, dataset: dict, root: Path | None) -> Candidate:
+    overrides = {"image_size": dataset.get("image_size"), "num_classes": dataset.get("num_classes")}
+    if overrides["num_classes"] is None and dataset.get("dataset") in DATASETS:
+        overrides["num_classes"] = DATASETS[dataset["dataset"]]
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        if value is None:
+            return Candidate.from_params(overrides)
+        if isinstance(value, str):
+            path = Path(value)
+            if not path.is_absolute() and root is not None and not path.exists():
+                path = root / value
+            base = load_candidate(path)
+        elif isinstance(value, Mapping):
+            base = Candidate.from_dict(value)
+        else:
+            err(
+                "base",
+                f"expected a candidate YAML path or a mapping of candidate fields, got {value!r}",
+            )
+        return Candidate.from_params(overrides, base=base)
+    except CandidateError as e:
+        err("base", str(e))
+
+
+def _objectives(err: SpaceErrors, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not value:
+        err("objectives", f"expected a non-empty mapping column: max|min, got {value!r}")
+    for col, sense in value.items():
+        if col not in COLUMNS:
+            err(
+                f"objectives.{col}",
+                f"unknown column{did_you_mean(col, COLUMNS)}; allowed: {list(COLUMNS)}",
+            )
+        if sense not in ("max", "min"):
+            err(f"objectives.{col}", f"expected 'max' or 'min', got {sense!r}")
+    return dict(value)
+
+
+def _constraints(err: SpaceErrors, value: Any) -> dict[str, tuple]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        err("constraints", f"expected a mapping column: [lo, hi], got {value!r}")
+    out = {}
+    for col, window in value.items():
+        key = f"constraints.{col}"
+        if col not in COST_COLUMNS:
+            err(
+                key,
+                f"unknown cost column{did_you_mean(col, COST_COLUMNS)}; constraints are checked before training on: {list(COST_COLUMNS)}",
+            )
+        if (
+            not isinstance(window, list)
+            or len(window) != 2
+            or not all(v is None or is_number(v) for v in window)
+        ):
+            err(key, f"expected [lo, hi] (numbers, or null for unbounded), got {window!r}")
+        lo, hi = window
+        if lo is not None and hi is not None and lo > hi:
+            err(key, f"contradicting bounds: lo {lo} > hi {hi}; no candidate can satisfy it")
+        if hi is not None and hi < 0:
+            err(key, f"contradicting bounds: hi {hi} < 0, and {col} is never negative")
+        out[col] = (lo, hi)
+    return out
+
+
+def load_space(path: str | Path) -> Space:
+    """Read and validate a space YAML file. Raises SpaceError with file and key path."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise SpaceError(str(p), "<file>", "no such file" if not p.exists() else "not a file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<yaml>"
+        position = getattr(e, "position", None)  # yaml.reader.ReaderError has no mark
+        if mark is None and isinstance(position, int):
+            where = f"character {position + 1}"
+        problem = getattr(e, "problem", None) or str(e).strip().split("\n")[0]
+        raise SpaceError(
+            str(p), where, "YAML syntax error: " + " ".join(str(problem).split())
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpaceError(str(p), "<file>", f"cannot read: {e}") from None
+    return parse_space(data, source=str(p), root=p.parent)

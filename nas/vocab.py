@@ -1,0 +1,76 @@
+"""The project's vocabularies, each defined once and imported everywhere else.
+
+Architecture names (macros, block styles, mixers, norms), the measured columns of the campaign
+table that objectives and constraints may name (units in the names: ``_m`` = millions, ``_ms`` =
+milliseconds, ``_mb`` = MiB), the trial statuses, and the samplers and schedulers a campaign can
+use. This module imports nothing from ``nas``: every stage of the pipeline may read it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ATTENTION_MIXERS",
+    "BLOCKS",
+    "COLUMNS",
+    "COST_COLUMNS",
+    "DEFAULT_SENSE",
+    "DW_MIXERS",
+    "FINISHED_STATUSES",
+    "MACROS",
+    "METRIC_COLUMNS",
+    "MIXERS",
+    "NORMS",
+    "SAMPLERS",
+    "SCHEDULERS",
+    "STAGE_FIELDS",
+    "STATUSES",
+]
+
+# ---------------------------------------------------------------------- architecture
+MACROS = ("plain", "revcol")
+BLOCKS = ("convnext", "replk", "container")  # block styles (also stem, downsample and head styles)
+NORMS = ("ln", "bn")
+MIXERS: dict[str, str] = {
+    "static": "depthwise K x K conv on V (static, local affinity)",
+    "dynamic": "multi-head softmax self-attention (dynamic, dense affinity)",
+    "mixed": "sigmoid-gated blend of attention and a depthwise conv on the same V (Container)",
+    "static_global": "learnable N x N token-mixing matrix shared across channels (MLP-Mixer)",
+}
+DW_MIXERS = ("static", "mixed")  # contain a depthwise conv (kernel / small kernel apply)
+ATTENTION_MIXERS = ("dynamic", "mixed")  # contain multi-head attention (head_dim applies)
+
+# per-stage tuple field of a Candidate -> the singular name used in flat params (stage.<i>.<name>)
+STAGE_FIELDS = {
+    "depths": "depth",
+    "widths": "width",
+    "kernels": "kernel",
+    "small_kernels": "small_kernel",
+    "mixers": "mixer",
+    "mlp_ratios": "mlp_ratio",
+}
+
+# ---------------------------------------------------------------------- measured columns
+# Known before training (constraints on these are checked before anything trains; infeasible,
+# never-trained rows have them too).
+COST_COLUMNS = (
+    "params_m",
+    "params_m_deploy",
+    "macs_m",
+    "macs_m_deploy",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "train_saved_mb",
+    "train_peak_mb",
+)
+# Known after (or during) training.
+METRIC_COLUMNS = ("val_acc", "val_loss", "train_loss", "epoch_s", "images_per_s")
+COLUMNS = COST_COLUMNS + METRIC_COLUMNS
+
+DEFAULT_SENSE = {c: "min" for c in COLUMNS} | {"val_acc": "max", "images_per_s": "max"}
+
+# ---------------------------------------------------------------------- campaigns
+STATUSES = ("ok", "infeasible", "diverged", "oom", "error")
+# statuses whose work is final: the same run key is never run again (error and oom may be retried)
+FINISHED_STATUSES = ("ok", "infeasible", "diverged")
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+SCHEDULERS = ("asha", "hyperband")
