@@ -69,7 +69,7 @@ COLUMNS = COST_COLUMNS + METRIC_COLUMNS
 DEFAULT_SENSE = {c: "min" for c in COLUMNS} | {"val_acc": "max", "images_per_s": "max"}
 
 # ---------------------------------------------------------------------- campaigns
-STATUSES = ("ok", "infeasible", "diverged", "oom", "error")
+STATUSES = ("ok", "stopped", "infeasible", "diverged", "oom", "error")  # stopped: by the scheduler
 # statuses whose work is final: the same run key is never run again (error and oom may be retried)
 FINISHED_STATUSES = ("ok", "infeasible", "diverged")
 SAMPLERS = ("tpe", "nsga2", "gp", "random")

@@ -55,7 +55,7 @@ def ray_local():
     from nas.campaign import init_ray
     from nas.campaign.runner import Runner
 
-    init_ray(Runner(num_cpus=2, object_store_mb=128))
+    init_ray(Runner(num_cpus=3, object_store_mb=128))  # two trials + the latency service
     yield
     ray.shutdown()  # only the local Ray this module started
 
@@ -110,7 +110,14 @@ def test_survey_then_grow_without_rerun(ray_local, tmp_path, runner):
     df = read_table(folder)
     check_schema(df, 4)
     assert (df["status"] == "ok").all() and df["candidate_id"].is_unique
-    assert set(df["latency_source"]) == {"serial"}
+    # timed by the campaign's latency service before training, which says where it measured
+    assert set(df["latency_source"]) == {"service"}
+    assert (
+        df[["latency_ms_p50", "latency_node", "latency_device", "latency_threads"]]
+        .notna()
+        .all()
+        .all()
+    )
     checkpoints = list((folder / "ray").glob("survey-*/*/checkpoint_*/train.pt"))
     assert len(checkpoints) == 4  # every trial checkpointed its epoch (what resume continues from)
     assert (
@@ -246,9 +253,70 @@ def test_search_with_asha_records_early_stops(ray_local, tmp_path):
         results=str(tmp_path),
     )
     df = read_table(folder)
-    check_schema_loose = df["candidate_id"].notna().all() and (df["status"] == "ok").all()
-    assert len(df) == 6 and check_schema_loose
+    assert len(df) == 6 and df["candidate_id"].notna().all()
+    assert set(df["status"]) <= {"ok", "stopped"}
     stopped = df[df["epochs"] < 3]
     assert len(stopped) >= 1  # ASHA's grace period is one epoch: the worse half stops there
+    assert (stopped["status"] == "stopped").all()
     assert stopped["reason"].str.startswith("stopped early by the scheduler after").all()
     assert df[["params", "macs", "val_acc"]].notna().all().all()  # measured before the stop
+    # Optuna hears the same: stopped trials are PRUNED, finished ones COMPLETE with their values
+    states = {t.user_attrs["tune_trial_id"]: t for t in _study(folder).trials}
+    for _, row in df.iterrows():
+        t = states[row["trial_id"]]
+        if row["status"] == "stopped":
+            assert t.state.name == "PRUNED" and t.values is None
+        else:
+            assert t.state.name == "COMPLETE"
+            assert t.values == [row["val_acc"], row["macs_m"]]
+
+
+def _study(folder: Path):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(folder / "optuna.log")))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def test_two_objective_search_tells_optuna_only_measured_values(ray_local, tmp_path, runner):
+    """Two trials side by side, latency from the service: every COMPLETE Optuna trial holds the
+    table's measured val_acc and latency_ms_p50; infeasible ones are FAIL; no sentinel anywhere."""
+    from nas.campaign import run_campaign
+
+    space = write_space(tmp_path, limit=0.1)  # width 16 is over 0.1 M params: infeasible
+    text = space.read_text().replace("macs_m: min", "latency_ms_p50: min")
+    space.write_text(text.replace("width: {choice: [8, 16]}", "width: {choice: [4, 8, 16]}"))
+    folder = run_campaign(
+        "search", str(space), name="q2", runner_path=str(runner), n=6, seed=0, results=str(tmp_path)
+    )
+    df = read_table(folder).set_index("trial_id")
+    assert set(df["status"]) <= {"ok", "infeasible"} and len(df) == 6
+    assert (df["latency_source"] == "service").all() and df["latency_ms_p50"].notna().all()
+    trials = _study(folder).trials
+    assert len(trials) == 6
+    for t in trials:
+        row = df.loc[t.user_attrs["tune_trial_id"]]
+        assert t.user_attrs["status"] == row["status"]
+        if row["status"] == "ok":
+            assert t.state.name == "COMPLETE"
+            assert t.values == [row["val_acc"], row["latency_ms_p50"]]
+        else:
+            assert t.state.name == "FAIL" and t.values is None
+    values = [v for t in trials if t.values for v in t.values]
+    assert values and all(0 < v < 1e6 for v in values)  # no 1e9, no 0.0 stand-ins
+
+
+def test_a_trial_that_fits_no_node_is_one_clear_error(ray_local, tmp_path):
+    from nas.campaign import run_campaign
+    from nas.errors import UserError
+
+    runner = tmp_path / "big.yaml"
+    runner.write_text(RUNNER.replace("cpus_per_trial: 1", "cpus_per_trial: 64"))
+    with pytest.raises(UserError, match=r"cpus_per_trial: a trial needs 64 CPU .* largest"):
+        run_campaign(
+            "survey", str(write_space(tmp_path)), name="big", runner_path=str(runner), n=2,
+            results=str(tmp_path),
+        )  # fmt: skip
+    assert not (tmp_path / "big" / "trials.parquet").exists()

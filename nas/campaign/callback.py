@@ -13,6 +13,7 @@ from ray import tune
 from nas.campaign.table import CampaignTable
 from nas.errors import UserError, is_oom
 from nas.space.candidate import Candidate
+from nas.vocab import FINISHED_STATUSES
 
 __all__ = ["TableCallback", "WRITE_ERRORS"]
 
@@ -25,10 +26,13 @@ WRITE_ERRORS: list[UserError] = []
 class TableCallback(tune.Callback):
     """Driver side: one row per finished trial, written atomically as it finishes."""
 
-    def __init__(self, folder: str, campaign: str, mode: str):
+    def __init__(self, folder: str, campaign: str, mode: str, *, ledger=None, progress=None):
         self.folder, self.campaign, self.mode = folder, campaign, mode
+        self.ledger, self.progress = ledger, progress  # a Ledger actor name; a Progress
 
-    def _write(self, trial, status: str | None = None, reason: str | None = None) -> None:
+    def _write(
+        self, trial, trials=None, status: str | None = None, reason: str | None = None
+    ) -> None:
         result = trial.last_result or {}
         if result.get("_existing"):  # its row was written before a driver crash
             return
@@ -41,6 +45,7 @@ class TableCallback(tune.Callback):
             elif result.get("_partial"):  # stopped by the scheduler after an epoch
                 planned = row.get("train.epochs")
                 if planned is not None and row["epochs"] < planned:
+                    row["status"] = "stopped"
                     row["reason"] = (
                         f"stopped early by the scheduler after {row['epochs']} of {planned} epochs"
                     )
@@ -53,14 +58,25 @@ class TableCallback(tune.Callback):
         except UserError as e:
             WRITE_ERRORS.append(e)
             raise  # stops the experiment: no trial runs whose row could not be kept
+        self._tell(row, trials)
+
+    def _tell(self, row: dict, trials) -> None:
+        """The ledger learns the row (resume, reuse); the progress line is printed."""
+        if self.ledger:
+            from nas.campaign.services import lookup
+
+            finished = row.get("status") in FINISHED_STATUSES
+            lookup(self.ledger).add.remote(row, finished)
+        if self.progress is not None:
+            running = sum(t.status == "RUNNING" for t in trials) if trials else 0
+            self.progress.trial_finished(row, running)
 
     def _fallback(self, trial, result: dict, status, reason) -> dict:
         plan = trial.config.get("plan") or {}
         c = Candidate.from_dict(plan["candidate"]) if plan else None
         epochs = int(result.get("epoch", 0) or 0)
-        status = status or "ok"
-        if reason is None and status == "ok":
-            reason = f"stopped early by the scheduler after {epochs} epochs"
+        if status is None:
+            status, reason = "stopped", f"stopped early by the scheduler after {epochs} epochs"
         row = {
             "campaign": self.campaign,
             "mode": self.mode,
@@ -81,7 +97,7 @@ class TableCallback(tune.Callback):
         return row
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._write(trial)
+        self._write(trial, trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         text = ""
@@ -89,4 +105,4 @@ class TableCallback(tune.Callback):
             text = Path(trial.error_file).read_text()[-2000:]
         last = text.strip().splitlines()[-1] if text.strip() else "the trial's worker failed"
         status = "oom" if is_oom(text) else "error"
-        self._write(trial, status=status, reason=last[:500])
+        self._write(trial, trials, status=status, reason=last[:500])

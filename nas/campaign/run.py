@@ -14,13 +14,15 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from nas.campaign.cluster import init_ray
+from nas.campaign.cluster import check_fits, init_ray
 from nas.campaign.plan import default_axes, plan_ablation, plan_survey
+from nas.campaign.progress import Progress
 from nas.campaign.runner import Runner, load_runner
 from nas.campaign.search import make_scheduler, make_searcher
+from nas.campaign.services import ServiceNames, start_services, stop_services
 from nas.campaign.table import CampaignTable
 from nas.campaign.trainable import trainable_with_resources
 from nas.campaign.trial import TrialSpec, trial_run_key
@@ -46,7 +48,7 @@ def _spec(
         train={**space.train, **train_overrides},
         objectives=dict(space.objectives),
         constraints=dict(space.constraints),
-        latency_inline=runner.latency_inline() and runner.latency != "off",
+        latency_inline=runner.latency_inline(),
         threads=max(1, int(runner.cpus_per_trial)),
         device=runner.device,
     )
@@ -84,7 +86,7 @@ def _create_folder(folder: Path, space_path: str, runner_path: str | None) -> No
         shutil.copy2(runner_path, folder / "runner.yaml")
 
 
-def _manifest(name, mode, space_path, runner_path, experiment: Path, spec: TrialSpec) -> dict:
+def _manifest(name, mode, space_path, runner_path, experiment: str, spec: TrialSpec) -> dict:
     return {
         "campaign": name,
         "mode": mode,
@@ -125,8 +127,10 @@ def run_campaign(
     factorial: bool = False,
     retrain: bool = False,
     train_overrides: dict | None = None,
+    progress: bool = True,
 ) -> Path:
-    """Plan and run one campaign (or grow an existing one); returns the campaign folder."""
+    """Plan and run one campaign (or grow an existing one); returns the campaign folder.
+    ``progress``: log one line per finished trial and a summary to ``nas.progress``."""
     if mode not in MODES:
         raise UserError(f"mode: expected one of {list(MODES)}, got {mode!r}")
     space, runner = load_space(space_path), load_runner(runner_path)
@@ -146,10 +150,11 @@ def run_campaign(
     stats["skipped_done"] = skipped
     if plans or mode == "search":
         init_ray(runner)  # before anything is written: an unreachable cluster leaves no trace
+        check_fits(runner)
     _create_folder(folder, space_path, runner_path)
     experiment = f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
-    storage = Path(runner.storage_path).resolve() if runner.storage_path else folder / "ray"
-    manifest = _manifest(name, mode, space_path, runner_path, storage / experiment, spec)
+    location = experiment_location(runner.storage_path, folder, experiment)
+    manifest = _manifest(name, mode, space_path, runner_path, location, spec)
     manifest.update(seed=seed, n=n, planned=len(plans) if plans else n, stats=stats)
     if mode != "search" and not plans:
         log.info("nothing to run: every planned trial is already in the table")
@@ -157,13 +162,45 @@ def run_campaign(
         _write_manifest(folder, manifest)
         return folder
     _write_manifest(folder, manifest)
-    tuner = _tuner(mode, space, runner, spec, folder, storage, experiment, plans, n, seed)
-    _fit(tuner)
-    _finish(folder, spec, runner)
+    spec = _with_services(spec, runner, folder, table, run=experiment)
+    watch = Progress(manifest["planned"], spec.objectives) if progress else None
+    try:
+        _fit(_tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, watch))
+    finally:
+        stop_services(ServiceNames(**spec.services))
     return folder
 
 
-def _tuner(mode, space, runner, spec, folder, storage, experiment, plans, n, seed):
+def storage_location(storage_path: str | None, folder: Path) -> str:
+    """Ray's storage of a campaign: a URI (``s3://``, ``gs://``, ``file://``, anything Ray
+    accepts) stays as given; a local path is made absolute; default ``<campaign>/ray``."""
+    if storage_path and "://" in storage_path:
+        return storage_path.rstrip("/")
+    return str(Path(storage_path).expanduser().resolve() if storage_path else folder / "ray")
+
+
+def experiment_location(storage_path: str | None, folder: Path, experiment: str) -> str:
+    """Where Ray keeps the experiment: ``<storage>/<experiment>`` (recorded in campaign.json)."""
+    return storage_location(storage_path, folder) + "/" + experiment
+
+
+def _with_services(spec: TrialSpec, runner: Runner, folder: Path, table, *, run: str) -> TrialSpec:
+    """Start the campaign's ledger and latency service; the spec names them for the trials."""
+    from nas.campaign.table import records
+
+    rows = records(table.df) if len(table.df) else []
+    names = start_services(
+        runner,
+        campaign=spec.campaign,
+        run=f"{run}-{os.getpid()}",
+        objectives=spec.objectives,
+        table_rows=rows,
+        finished=table.done_keys(),
+    )
+    return replace(spec, services={"latency": names.latency, "ledger": names.ledger})
+
+
+def _tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, progress):
     from ray import tune
 
     from nas.campaign.callback import TableCallback
@@ -175,8 +212,11 @@ def _tuner(mode, space, runner, spec, folder, storage, experiment, plans, n, see
         param_space, num_samples = None, n
     else:
         param_space, num_samples = {"plan": tune.grid_search(plans)}, 1
+    table = TableCallback(
+        str(folder), spec.campaign, spec.mode, ledger=spec.services["ledger"], progress=progress
+    )
     return tune.Tuner(
-        trainable_with_resources(spec, space, folder, runner),
+        trainable_with_resources(spec, space, runner),
         param_space=param_space,
         tune_config=tune.TuneConfig(
             search_alg=search_alg,
@@ -187,11 +227,11 @@ def _tuner(mode, space, runner, spec, folder, storage, experiment, plans, n, see
         ),
         run_config=tune.RunConfig(
             name=experiment,
-            storage_path=str(storage),
+            storage_path=storage_location(runner.storage_path, folder),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=runner.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[TableCallback(str(folder), spec.campaign, spec.mode)],
+            callbacks=[table],
         ),
     )
 
@@ -212,35 +252,10 @@ def _fit(tuner) -> None:
         raise WRITE_ERRORS[0]
 
 
-def _finish(folder: Path, spec: TrialSpec, runner: Runner) -> None:
-    """Serial latency pass (one model at a time, after training) when trials shared a device."""
-    from nas.measure import LatencyProtocol, measure_latency
-    from nas.models.build import build_model, reparameterize
-
-    table = CampaignTable(folder)
-    if runner.latency == "off" or not len(table.df) or "latency_source" not in table.df:
-        return
-    pending = table.df[
-        (table.df["latency_source"] == "pending")
-        & table.df["status"].isin(["ok", "diverged", "infeasible"])
-    ]
-    for _, row in pending.iterrows():
-        c = Candidate.from_row(row.to_dict())
-        proto = LatencyProtocol(device=spec.device, image_size=c.image_size, threads=spec.threads)
-        lat = measure_latency(reparameterize(build_model(c)), proto, key=c.id)
-        table.add(
-            {
-                **row.to_dict(),
-                **{k: lat[k] for k in ("latency_ms_p50", "latency_ms_p90", "latency_cv")},
-                "warmup_iters": lat["warmup_iters"],
-                "latency_source": "serial",
-            }
-        )
-
-
-def resume_campaign(folder: str | Path) -> Path:
+def resume_campaign(folder: str | Path, *, progress: bool = True) -> Path:
     """Continue an interrupted campaign: ``Tuner.restore`` of its last experiment (searcher state
-    included); finished trials are not re-run, in-flight ones continue from their checkpoint."""
+    included) at the location recorded in ``campaign.json`` (a path or a URI); finished trials are
+    not re-run, in-flight ones continue from their checkpoint."""
     from ray import tune
 
     folder = Path(folder).resolve()
@@ -251,18 +266,32 @@ def resume_campaign(folder: str | Path) -> Path:
         )
     manifest = json.loads(manifest_path.read_text())
     experiment = manifest["experiment"]
-    if not Path(experiment).exists():
-        raise UserError(f"{folder}: the Ray experiment {experiment} is missing; nothing to resume")
     space = load_space(manifest["space"])
     runner = load_runner(manifest.get("runner"))
-    spec = TrialSpec(**manifest["spec"])
     init_ray(runner)
+    if not tune.Tuner.can_restore(experiment):
+        raise UserError(f"{folder}: the Ray experiment {experiment} is missing; nothing to resume")
+    check_fits(runner)
+    spec = TrialSpec(**{**manifest["spec"], "services": {}})
+    spec = _with_services(spec, runner, folder, CampaignTable(folder), run="resume")
+    watch = Progress(manifest.get("planned", 0), spec.objectives) if progress else None
     tuner = tune.Tuner.restore(
         experiment,
-        trainable=trainable_with_resources(spec, space, folder, runner),
+        trainable=trainable_with_resources(spec, space, runner),
         resume_unfinished=True,
         resume_errored=True,
     )
-    _fit(tuner)
-    _finish(folder, spec, runner)
+    _reattach(tuner, folder, spec, watch)
+    try:
+        _fit(tuner)
+    finally:
+        stop_services(ServiceNames(**spec.services))
     return folder
+
+
+def _reattach(tuner, folder: Path, spec: TrialSpec, progress) -> None:
+    """The restored table callback talks to this run's ledger and progress."""
+    callbacks = tuner._local_tuner._run_config.callbacks or []  # noqa: SLF001 - no public API
+    for cb in callbacks:
+        if hasattr(cb, "ledger"):
+            cb.folder, cb.ledger, cb.progress = str(folder), spec.services["ledger"], progress

@@ -18,7 +18,8 @@ from nas.errors import SpaceError, did_you_mean
 
 __all__ = ["Runner", "load_runner", "LATENCY_POLICIES", "SCHEDULERS"]
 
-LATENCY_POLICIES = ("auto", "inline", "serial", "off")
+LATENCY_POLICIES = ("auto", "service", "inline", "off", "serial")  # serial: old name of service
+LATENCY_KEYS = ("mode", "cpus", "gpus", "threads", "resources")
 SCHEDULERS = (None, *vocab.SCHEDULERS)
 _SAMPLERS = (None, *vocab.SAMPLERS)
 
@@ -37,7 +38,11 @@ class Runner:
     max_failures: int = 1  # retries of a trial whose worker died (FailureConfig)
     reuse_actors: bool = True
     storage_path: str | None = None  # default: <campaign folder>/ray
-    latency: str = "auto"  # auto | inline | serial | off
+    latency: str = "auto"  # auto | service | inline | off
+    latency_cpus: float | None = None  # reserved by the latency service (default: its threads)
+    latency_gpus: float | None = None  # default: 1 with device cuda, else 0
+    latency_threads_: int | None = None  # pinned threads while timing (default 1)
+    latency_resources: tuple = ()  # extra Ray resources of the service, e.g. (("latency_node", 1),)
     sampler: str | None = None  # overrides the space's sampler in `nas search`
     scheduler: str | None = None  # asha | hyperband on val_acc (search)
     device: str = "cpu"
@@ -48,17 +53,26 @@ class Runner:
     def effective_address(self) -> str | None:
         return os.environ.get("RAY_ADDRESS") or self.address
 
-    def concurrency(self) -> int:
-        if self.max_concurrent:
-            return self.max_concurrent
-        cpus = self.num_cpus or os.cpu_count() or 1
-        return max(1, int(cpus // max(self.cpus_per_trial, 1e-9)))
+    def concurrency(self) -> int | None:
+        """``max_concurrent``; None: as many trials as the cluster's resources allow (Ray decides)."""
+        return self.max_concurrent
 
     def latency_inline(self) -> bool:
-        """Time inside the trial only when the trial owns its device (see README)."""
-        if self.latency in ("inline", "serial", "off"):
-            return self.latency == "inline"
-        return self.concurrency() == 1 or self.gpus_per_trial >= 1
+        """Time inside the trial (the trial owns its device, e.g. one trial per GPU)."""
+        return self.latency == "inline"
+
+    def latency_service(self) -> bool:
+        """Time on the campaign's latency service (a Ray actor that owns its resources)."""
+        return self.latency in ("auto", "service", "serial")
+
+    def latency_threads(self) -> int:
+        return self.latency_threads_ or 1
+
+    def latency_placement(self) -> dict[str, Any]:
+        """Ray actor options of the latency service: the cores (or GPU) it reserves."""
+        gpus = self.latency_gpus if self.latency_gpus is not None else float(self.device == "cuda")
+        cpus = self.latency_cpus if self.latency_cpus is not None else self.latency_threads()
+        return {"num_cpus": cpus, "num_gpus": gpus, "resources": dict(self.latency_resources)}
 
 
 _FIELDS = {
@@ -90,6 +104,9 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
     data = dict(data)
     if data.get("latency") is False:  # YAML reads a bare `off` as false
         data["latency"] = "off"
+    extra = {}
+    if isinstance(data.get("latency"), Mapping):
+        extra = _latency_options(data.pop("latency"), source=source)
     for key, value in data.items():
         if key not in _FIELDS:
             raise SpaceError(
@@ -102,9 +119,9 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
             raise SpaceError(
                 source, key, f"expected {' or '.join(t.__name__ for t in types)}, got {value!r}"
             )
-    r = replace(Runner(), **dict(data))
+    r = replace(Runner(), **data, **extra)
     checks = (
-        ("latency", r.latency in LATENCY_POLICIES, f"one of {list(LATENCY_POLICIES)}"),
+        ("latency", r.latency in LATENCY_POLICIES, f"one of {list(LATENCY_POLICIES[:4])}"),
         ("scheduler", r.scheduler in SCHEDULERS, f"one of {list(SCHEDULERS)}"),
         ("sampler", r.sampler in _SAMPLERS, f"one of {list(_SAMPLERS)}"),
         ("cpus_per_trial", r.cpus_per_trial > 0, "a positive number"),
@@ -126,6 +143,40 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
             "device cuda needs gpus_per_trial > 0 (e.g. 0.25 to share a GPU)",
         )
     return r
+
+
+def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
+    """``latency: {mode, cpus, gpus, threads, resources}`` -> Runner fields."""
+    out: dict[str, Any] = {}
+    for key, v in value.items():
+        if key not in LATENCY_KEYS:
+            raise SpaceError(
+                source,
+                f"latency.{key}",
+                f"unknown key{did_you_mean(key, LATENCY_KEYS)}; allowed: {list(LATENCY_KEYS)}",
+            )
+        number = isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+        if key == "mode":
+            out["latency"] = "off" if v is False else v
+        elif key == "resources":
+            ok = isinstance(v, Mapping) and all(
+                isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0
+                for n in v.values()
+            )
+            if not ok:
+                raise SpaceError(
+                    source, "latency.resources", f"expected {{name: amount > 0}}, got {v!r}"
+                )
+            out["latency_resources"] = tuple(sorted((str(k), float(n)) for k, n in v.items()))
+        elif key == "threads" and not (number and isinstance(v, int) and v >= 1):
+            raise SpaceError(source, "latency.threads", f"expected an integer >= 1, got {v!r}")
+        elif not number:
+            raise SpaceError(source, f"latency.{key}", f"expected a number >= 0, got {v!r}")
+        else:
+            out[
+                {"cpus": "latency_cpus", "gpus": "latency_gpus", "threads": "latency_threads_"}[key]
+            ] = v
+    return out
 
 
 def load_runner(path: str | Path | None) -> Runner:

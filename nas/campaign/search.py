@@ -49,12 +49,12 @@ def _sampler(name: str, seed: int):
 
 def make_searcher(space: Space, runner: Runner, *, folder: Path, study_name: str, seed: int):
     """``OptunaSearch`` over the space's objectives (metric/mode stated once, here)."""
-    from ray.tune.search.optuna import OptunaSearch
-
     if not space.objectives:
         raise UserError(f"{space.source}: objectives: search needs at least one objective")
     metrics, modes = list(space.objectives), list(space.objectives.values())
-    return OptunaSearch(
+    from nas.campaign.optuna_search import TruthfulOptunaSearch
+
+    return TruthfulOptunaSearch(
         space=_DefineByRun(space),
         metric=metrics if len(metrics) > 1 else metrics[0],
         mode=modes if len(modes) > 1 else modes[0],

@@ -9,8 +9,7 @@ import shutil
 from pathlib import Path
 
 from nas.campaign.runner import Runner
-from nas.campaign.table import CampaignTable
-from nas.campaign.trial import TrialSpec, objective_defaults, run_trial, trial_run_key
+from nas.campaign.trial import TrialSpec, measured_objectives, run_trial, trial_run_key
 from nas.space.candidate import Candidate, CandidateError
 from nas.space.space import Space
 
@@ -44,17 +43,18 @@ def _reporter(ckpt_dir: Path):
     return report
 
 
-def _trainable(config: dict, spec: TrialSpec, space: Space | None, folder: str) -> None:
+def _trainable(config: dict, spec: TrialSpec, space: Space | None) -> None:
     from ray import tune
+
+    from nas.campaign.services import lookup
 
     trial_id = tune.get_context().get_trial_id()
     ckpt_dir = _restore_checkpoint()
     report = _reporter(ckpt_dir)
-    table = CampaignTable(folder)
-    if table.has(trial_id):  # finished before a driver crash: never re-run, keep its row as is
-        row = table.row(trial_id)
-        values = {k: float(row[k]) for k in spec.objectives if row.get(k) is not None}
-        report({**objective_defaults(spec.objectives), **values, "_existing": True})
+    ledger = lookup(spec.services["ledger"])
+    existing = ray_get(ledger.existing.remote(trial_id))
+    if existing is not None:  # finished before a driver crash: never re-run, keep its row as is
+        report({**existing, "_existing": True})
         return
     plan = config.get("plan")
     if plan is None:  # search: flat params suggested by Optuna
@@ -62,32 +62,22 @@ def _trainable(config: dict, spec: TrialSpec, space: Space | None, folder: str) 
         try:
             sample = space.to_sample(params)
         except CandidateError as e:
-            row = {
-                "campaign": spec.campaign,
-                "mode": spec.mode,
-                "trial_id": trial_id,
-                "status": "infeasible",
-                "reason": f"invalid candidate: {e}",
-                "epochs": 0,
-                **{f"param.{k}": v for k, v in params.items()},
-            }
-            report({**objective_defaults(spec.objectives), "_row": json.dumps(row, default=str)})
+            report(_invalid(spec, trial_id, params, e))
             return
         candidate, seed, train = sample.candidate, spec.train.get("seed", 0), sample.train
     else:
         candidate, seed, train = Candidate.from_dict(plan["candidate"]), plan["seed"], plan["train"]
         params = plan.get("params")
     key = trial_run_key(spec, candidate, seed, train)
-    if plan is None and key in table.done_keys():  # the same work was done before: reuse its row
-        old = table.row(table.df.loc[table.df["run_key"] == key, "trial_id"].iloc[0])
+    old = ray_get(ledger.reusable.remote(key)) if plan is None else None
+    if old is not None:  # the same work was done before: reuse its row
         row = {**old, "trial_id": trial_id, "reused_from": old["trial_id"], "mode": spec.mode}
-        values = {
-            k: float(old[k])
-            for k in spec.objectives
-            if old.get(k) is not None and old["status"] == "ok"
-        }
         report(
-            {**objective_defaults(spec.objectives), **values, "_row": json.dumps(row, default=str)}
+            {
+                **measured_objectives(row, spec.objectives),
+                "status": row["status"],
+                "_row": _json(row),
+            }
         )
         return
     run_trial(
@@ -99,11 +89,47 @@ def _trainable(config: dict, spec: TrialSpec, space: Space | None, folder: str) 
         report=report,
         checkpoint=ckpt_dir / "train.pt",
         params=params,
+        latency=_latency_client(spec),
     )
 
 
-def trainable_with_resources(spec: TrialSpec, space: Space | None, folder: Path, runner: Runner):
+def _invalid(spec: TrialSpec, trial_id: str, params: dict, error: Exception) -> dict:
+    """The final report of a suggested point that is no valid candidate."""
+    row = {
+        "campaign": spec.campaign,
+        "mode": spec.mode,
+        "trial_id": trial_id,
+        "status": "infeasible",
+        "reason": f"invalid candidate: {error}",
+        "epochs": 0,
+        **{f"param.{k}": v for k, v in params.items()},
+    }
+    return {"status": "infeasible", "_row": _json(row)}
+
+
+def _latency_client(spec: TrialSpec):
+    """Ask the campaign's latency service (None when latency is off or timed in the trial)."""
+    if not spec.services.get("latency"):
+        return None
+    from nas.campaign.services import lookup
+
+    service = lookup(spec.services["latency"])
+    return lambda candidate: ray_get(service.measure.remote(candidate.to_dict()))
+
+
+def ray_get(ref):
+    import ray
+
+    return ray.get(ref)
+
+
+def _json(row: dict) -> str:
+    return json.dumps(row, default=str)
+
+
+def trainable_with_resources(spec: TrialSpec, space: Space | None, runner: Runner):
+    """The trainable with what every trial shares, and the runner's resources per trial."""
     from ray import tune
 
-    fn = tune.with_parameters(_trainable, spec=spec, space=space, folder=str(folder))
+    fn = tune.with_parameters(_trainable, spec=spec, space=space)
     return tune.with_resources(fn, {"cpu": runner.cpus_per_trial, "gpu": runner.gpus_per_trial})

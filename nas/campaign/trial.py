@@ -21,9 +21,9 @@ import torch
 
 from nas.errors import is_oom
 from nas.space.candidate import Candidate
-from nas.vocab import STATUSES
+from nas.vocab import METRIC_COLUMNS, STATUSES
 
-__all__ = ["TrialSpec", "run_trial", "objective_defaults", "STATUSES"]
+__all__ = ["STATUSES", "TrialSpec", "measured_objectives", "run_trial"]
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +38,17 @@ class TrialSpec:
     train: dict = field(default_factory=dict)
     objectives: dict = field(default_factory=dict)
     constraints: dict = field(default_factory=dict)
-    latency_inline: bool = True
+    latency_inline: bool = True  # time inside the trial (it owns its device)
     threads: int = 1
     device: str = "cpu"
+    services: dict = field(default_factory=dict)  # Ray actor names: latency, ledger
 
 
-def objective_defaults(objectives: Mapping[str, str]) -> dict[str, float]:
-    """The values reported for an objective a trial could not measure (infeasible, diverged):
-    the worst possible, so a sampler learns to avoid the region."""
-    return {k: (0.0 if sense == "max" else 1e9) for k, sense in objectives.items()}
+def measured_objectives(row: Mapping[str, Any], objectives: Mapping[str, str]) -> dict[str, float]:
+    """The objective values a row really has: every one of a finished (ok) trial; of any other
+    trial only the measured costs (an untrained candidate has no accuracy). Never a stand-in."""
+    trained = METRIC_COLUMNS if row.get("status") != "ok" else ()
+    return {k: float(row[k]) for k in objectives if k not in trained and row.get(k) is not None}
 
 
 def run_key(
@@ -83,26 +85,27 @@ def run_trial(
     train_overrides: Mapping[str, Any] | None = None,
     report: Callable[[dict], None] | None = None,
     checkpoint: str | Path | None = None,
+    latency: Callable[[Candidate], dict] | None = None,
 ) -> dict[str, Any]:
     """Run one trial and return its row. ``report`` gets every epoch's metrics together with
-    every objective and the cost columns (OptunaSearch reads the last report)."""
+    every measured objective and the cost columns (OptunaSearch reads the last report).
+    ``latency`` times the candidate elsewhere (the campaign's latency service) before training;
+    without it, latency is timed here when ``spec.latency_inline``, else not at all."""
     started = time.time()
     train_cfg = _train_cfg(spec, seed, train_overrides)
     row = _new_row(spec, candidate, trial_id, seed, train_cfg, params, started)
     report = report or (lambda metrics: None)
-    defaults = objective_defaults(spec.objectives)
     try:
-        if _measure(spec, candidate, row):
-            _train(spec, candidate, train_cfg, row, report, defaults, checkpoint)
+        if _measure(spec, candidate, row, latency):
+            _train(spec, candidate, train_cfg, row, report, checkpoint)
     except Exception as e:  # noqa: BLE001 - recorded in the row, the campaign goes on
         row.update(status=_status_of(e), reason=f"{type(e).__name__}: {e}")
         log.debug("trial %s failed:\n%s", trial_id, traceback.format_exc())
     row["finished_at"] = time.time()
     row["wall_s"] = row["finished_at"] - started
-    final = {**defaults, **_objective_values(row, spec.objectives)}
     report(
         {
-            **final,
+            **measured_objectives(row, spec.objectives),
             **_numeric_costs(row),
             "done": True,
             "status": row["status"],
@@ -112,7 +115,7 @@ def run_trial(
     return row
 
 
-def _measure(spec: TrialSpec, candidate: Candidate, row: dict) -> bool:
+def _measure(spec: TrialSpec, candidate: Candidate, row: dict, latency) -> bool:
     """Fast cost, measurement (deploy form) and constraints into the row; whether to train."""
     from nas.measure import (
         LatencyProtocol,
@@ -130,12 +133,14 @@ def _measure(spec: TrialSpec, candidate: Candidate, row: dict) -> bool:
     )
     measured = measure_candidate(candidate, proto=proto, latency=spec.latency_inline)
     row.update({k: v for k, v in measured.items() if k not in ("status", "error")})
-    row["latency_source"] = "inline" if spec.latency_inline else "pending"
-    row.update(cost_columns(measured))
+    row["latency_source"] = "inline" if spec.latency_inline else None
     if measured["status"] != "ok":
-        row.update(status=measured["status"], reason=measured["error"])
+        row.update(cost_columns(measured), status=measured["status"], reason=measured["error"])
         return False
-    violations += check_constraints(cost_columns(measured), spec.constraints)
+    if latency is not None and not spec.latency_inline:
+        row.update(latency(candidate))
+    row.update(cost_columns(row))
+    violations += check_constraints(cost_columns(row), spec.constraints)
     if violations:
         row.update(status="infeasible", reason="; ".join(dict.fromkeys(violations)))
         return False
@@ -162,23 +167,14 @@ def _new_row(spec, candidate, trial_id, seed, train_cfg, params, started) -> dic
     }
 
 
-def _objective_values(row: Mapping[str, Any], objectives: Mapping[str, str]) -> dict[str, float]:
-    if row["status"] != "ok":  # only a trained candidate has real objective values
-        out = {}
-        for k in objectives:
-            if k in row and row[k] is not None and k not in ("val_acc", "val_loss", "train_loss"):
-                out[k] = float(row[k])
-        return out
-    return {k: float(row[k]) for k in objectives if row.get(k) is not None}
-
-
 def _numeric_costs(row: Mapping[str, Any]) -> dict[str, float]:
     keys = ("params_m", "params_m_deploy", "macs_m", "macs_m_deploy", "train_saved_mb")
+    keys += ("latency_ms_p50", "latency_ms_p90")
     return {k: float(row[k]) for k in keys if row.get(k) is not None}
 
 
 def _train(
-    spec: TrialSpec, candidate: Candidate, train_cfg: dict, row: dict, report, defaults, checkpoint
+    spec: TrialSpec, candidate: Candidate, train_cfg: dict, row: dict, report, checkpoint
 ) -> None:
     from nas.models.build import build_model
     from nas.train import TrainConfig, train
@@ -193,7 +189,6 @@ def _train(
     torch.manual_seed(cfg.seed)
     model = build_model(candidate)
     costs = _numeric_costs(row)
-    latency = {k: row[k] for k in ("latency_ms_p50", "latency_ms_p90") if row.get(k) is not None}
 
     history: list[dict] = []
     t0 = time.perf_counter()
@@ -201,12 +196,7 @@ def _train(
     def on_epoch(metrics: dict) -> None:
         history.append(metrics)
         _record(row, history, time.perf_counter() - t0)
-        out = {**defaults, **latency, **costs, **metrics}
-        keep = {
-            k: v
-            for k, v in out.items()
-            if k in spec.objectives or k in metrics or k in costs or k in latency
-        }
+        keep = {**costs, **metrics}  # every measured objective, in every report
         # the row so far travels with every report: a scheduler (ASHA) may stop the trial here
         partial = {**row, "status": "ok", "finished_at": time.time()}
         report({**keep, "_row": json.dumps(partial, default=str), "_partial": True})

@@ -52,6 +52,7 @@ def cmd_campaign(args) -> int:
         args.mode,
         args.space,
         name=args.name,
+        progress=not args.quiet,
         runner_path=args.runner,
         n=args.n,
         seed=args.seed,
@@ -70,7 +71,7 @@ def cmd_campaign(args) -> int:
 def cmd_resume(args) -> int:
     from nas.campaign import resume_campaign
 
-    folder = resume_campaign(args.folder)
+    folder = resume_campaign(args.folder, progress=not args.quiet)
     _print_table_summary(folder)
     return 0
 
@@ -96,6 +97,7 @@ def cmd_demo(args) -> int:
         "survey",
         args.space,
         name=args.name,
+        progress=not args.quiet,
         runner_path=runner,
         n=args.n,
         seed=args.seed,

@@ -5,6 +5,7 @@ Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 1 an unex
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from nas.cli.parser import build_parser
@@ -13,12 +14,24 @@ from nas.errors import UserError
 __all__ = ["main"]
 
 
+def _progress_to_stderr() -> None:
+    """Campaign progress (the ``nas.progress`` logger) goes to stderr, one line per event."""
+    log = logging.getLogger("nas.progress")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _progress_to_stderr()
     try:
         return args.func(args) or 0
     except UserError as e:

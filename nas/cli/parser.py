@@ -228,6 +228,7 @@ def _add_campaign(sub) -> None:
         )
         if mode == "ablate":
             _add_ablate_flags(c)
+        _add_quiet(c)
         c.set_defaults(func=cmd_campaign, mode=mode)
 
 
@@ -259,6 +260,7 @@ def _add_resume(sub) -> None:
         description="Tuner.restore of the campaign's last experiment: finished trials are not re-run.",
     )
     r.add_argument("folder", help="campaign folder, e.g. results/quickstart")
+    _add_quiet(r)
     r.set_defaults(func=cmd_resume)
 
 
@@ -333,6 +335,7 @@ def _add_demo(sub) -> None:
     d.add_argument("-n", type=_positive_int, default=8, metavar="N", help="candidates (default 8)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--results", default="results", help="results root (default results)")
+    _add_quiet(d)
     d.set_defaults(func=cmd_demo)
 
 
@@ -359,6 +362,14 @@ def _add_ablate_flags(c) -> None:
         "--factorial",
         action="store_true",
         help="full factorial over the axes instead of one-at-a-time",
+    )
+
+
+def _add_quiet(p) -> None:
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress lines (by default one line per finished trial and a summary, on stderr)",
     )
 
 

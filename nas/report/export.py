@@ -59,12 +59,47 @@ def select_trials(
 
 
 def find_weights(folder: Path, trial_id: str) -> Path | None:
-    """The last Ray checkpoint (``train.pt``) of a trial in the campaign's experiments."""
-    found = []
-    for path in (folder / "ray").glob(f"*/*_{trial_id}_*/checkpoint_*/train.pt"):
-        number = re.search(r"checkpoint_(\d+)", str(path.parent.name))
-        found.append((int(number.group(1)) if number else -1, path))
-    return max(found)[1] if found else None
+    """The last Ray checkpoint (``train.pt``) of a trial, in the campaign's Ray storage: the
+    location ``campaign.json`` records (a path or a URI such as ``s3://``), else ``<campaign>/ray``.
+    A checkpoint in remote storage is copied to ``<campaign>/.weights/`` first."""
+    pattern = re.compile(rf"/[^/]*_{re.escape(trial_id)}_[^/]*/checkpoint_(\d+)/train\.pt$")
+    for storage in _storages(folder):
+        if "://" in storage:
+            found = _remote_weights(storage, pattern, folder / ".weights" / trial_id)
+        else:
+            paths = Path(storage).glob(f"*/*_{trial_id}_*/checkpoint_*/train.pt")
+            found = max(
+                ((int(m.group(1)), p) for p in paths if (m := pattern.search(p.as_posix()))),
+                default=(None, None),
+            )[1]
+        if found is not None:
+            return found
+    return None
+
+
+def _storages(folder: Path) -> list[str]:
+    manifest = folder / "campaign.json"
+    out = []
+    if manifest.is_file():
+        experiment = json.loads(manifest.read_text()).get("experiment")
+        if experiment:
+            out.append(experiment.rstrip("/").rpartition("/")[0])
+    return out + [str(folder / "ray")]
+
+
+def _remote_weights(storage: str, pattern: re.Pattern, dest: Path) -> Path | None:
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(storage)
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    found = [(int(m.group(1)), i.path) for i in infos if (m := pattern.search("/" + i.path))]
+    if not found:
+        return None
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / "train.pt"
+    with fs.open_input_stream(max(found)[1]) as src, open(target, "wb") as out:
+        out.write(src.read())
+    return target
 
 
 def _snippet(trial_id: str, has_weights: bool) -> str:
