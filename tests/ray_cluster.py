@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -55,10 +56,21 @@ def _descendants(pid: int) -> list[int]:
 
 
 class RayCluster:
-    """Head + one worker node, one CPU each (one trial at a time per node)."""
+    """Head + one worker node, one CPU each (one trial at a time per node).
 
-    def __init__(self, *, cpus: int = 1, object_store_mb: int = 100, env: dict | None = None):
-        self.cpus, self.object_store_mb = cpus, object_store_mb
+    ``hide``: folders the worker node cannot see, as on another machine: it runs in its own mount
+    namespace with an empty tmpfs over each (stack.md T16); everything else (Ray's temp dir, a
+    shared storage folder) stays visible, like an NFS mount."""
+
+    def __init__(
+        self,
+        *,
+        cpus: int = 1,
+        object_store_mb: int = 100,
+        env: dict | None = None,
+        hide: tuple[Path, ...] = (),
+    ):
+        self.cpus, self.object_store_mb, self.hide = cpus, object_store_mb, tuple(hide)
         # short: Ray's unix socket paths live under the temp dir (107-byte limit)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="nasray", dir="/tmp"))
         self.port = _free_port(HEAD_IP)
@@ -96,10 +108,15 @@ class RayCluster:
             "--block",
         ]
 
-    def _start(self, name: str, args: list[str], timeout: float = 60) -> None:
+    def _start(self, name: str, args: list[str], timeout: float = 60, hide=()) -> None:
         log = open(self.temp_dir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        cmd = [RAY, "start", *args]
+        if hide:  # its own mount namespace: an empty tmpfs over each hidden folder
+            mounts = " && ".join(f"mount -t tmpfs none {shlex.quote(str(h))}" for h in hide)
+            shell = f"{mounts} && exec {' '.join(shlex.quote(c) for c in cmd)}"
+            cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell]
         proc = subprocess.Popen(
-            [RAY, "start", *args],
+            cmd,
             env=self.env,
             cwd=ROOT,
             stdout=log,
@@ -134,7 +151,8 @@ class RayCluster:
         return self
 
     def start_worker(self) -> None:
-        self._start("worker", [f"--address={self.address}", *self._common(WORKER_IP)])
+        args = [f"--address={self.address}", *self._common(WORKER_IP)]
+        self._start("worker", args, hide=self.hide)
         self.wait_nodes(2)
 
     def alive_nodes(self) -> list[str]:

@@ -19,19 +19,18 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from nas.bench.common import target, threads
+from nas.bench.common import ROOT, target, threads
 from nas.models.build import build_model
 from nas.space.candidate import Candidate, load_candidate
 from nas.train.trainer import TrainConfig, make_optimizer, make_step, use_amp, use_channels_last
 
 __all__ = ["DEFAULT_PRESET", "bench_trainer"]
 
-DEFAULT_PRESET = Path(__file__).resolve().parents[1] / "spaces" / "presets" / "convnextv2_atto.yaml"
+DEFAULT_PRESET = ROOT / "spaces" / "presets" / "convnextv2_atto.yaml"
 
 
 def bench_trainer(

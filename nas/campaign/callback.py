@@ -29,6 +29,16 @@ class TableCallback(tune.Callback):
     def __init__(self, folder: str, campaign: str, mode: str, *, ledger=None, progress=None):
         self.folder, self.campaign, self.mode = folder, campaign, mode
         self.ledger, self.progress = ledger, progress  # a Ledger actor name; a Progress
+        self._table: CampaignTable | None = None  # opened once: a write costs O(1), not O(rows)
+
+    def __getstate__(self) -> dict:  # Tune pickles callbacks with the experiment
+        return {**self.__dict__, "_table": None}
+
+    @property
+    def table(self) -> CampaignTable:
+        if self._table is None or str(self._table.folder) != str(self.folder):
+            self._table = CampaignTable(self.folder)
+        return self._table
 
     def _write(
         self, trial, trials=None, status: str | None = None, reason: str | None = None
@@ -53,8 +63,9 @@ class TableCallback(tune.Callback):
         plan = trial.config.get("plan") or {}
         row["axis"], row["axis_value"] = plan.get("axis"), plan.get("axis_value")
         row["trial_id"] = trial.trial_id
+        row["node"] = (trial.last_result or {}).get("node_ip")  # where the trial ran (last)
         try:
-            CampaignTable(self.folder).add(row)
+            self.table.add(row)
         except UserError as e:
             WRITE_ERRORS.append(e)
             raise  # stops the experiment: no trial runs whose row could not be kept

@@ -49,6 +49,10 @@ class TruthfulOptunaSearch(OptunaSearch):
         if state == "COMPLETE" and any(v is None for v in values):
             state = "FAIL"  # an objective was not measured: nothing to learn from
         ot_trial = self._ot_trials[trial_id]
+        stored = self._ot_study._storage.get_trial(ot_trial._trial_id)  # noqa: SLF001
+        if stored.state.is_finished():  # told before a driver crash (searcher state is older)
+            self._completed_trials.add(trial_id)
+            return
         ot_trial.set_user_attr("tune_trial_id", trial_id)
         ot_trial.set_user_attr("status", result.get("status") or state.lower())
         self._ot_study.tell(

@@ -23,6 +23,7 @@ from nas.campaign.progress import Progress
 from nas.campaign.runner import Runner, load_runner
 from nas.campaign.search import make_scheduler, make_searcher
 from nas.campaign.services import ServiceNames, start_services, stop_services
+from nas.campaign.storage import experiment_location, storage_location
 from nas.campaign.table import CampaignTable
 from nas.campaign.trainable import trainable_with_resources
 from nas.campaign.trial import TrialSpec, trial_run_key
@@ -169,19 +170,6 @@ def run_campaign(
     finally:
         stop_services(ServiceNames(**spec.services))
     return folder
-
-
-def storage_location(storage_path: str | None, folder: Path) -> str:
-    """Ray's storage of a campaign: a URI (``s3://``, ``gs://``, ``file://``, anything Ray
-    accepts) stays as given; a local path is made absolute; default ``<campaign>/ray``."""
-    if storage_path and "://" in storage_path:
-        return storage_path.rstrip("/")
-    return str(Path(storage_path).expanduser().resolve() if storage_path else folder / "ray")
-
-
-def experiment_location(storage_path: str | None, folder: Path, experiment: str) -> str:
-    """Where Ray keeps the experiment: ``<storage>/<experiment>`` (recorded in campaign.json)."""
-    return storage_location(storage_path, folder) + "/" + experiment
 
 
 def _with_services(spec: TrialSpec, runner: Runner, folder: Path, table, *, run: str) -> TrialSpec:

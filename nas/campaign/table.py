@@ -1,8 +1,15 @@
 """The campaign table: one row per trial in ``results/<campaign>/trials.parquet`` (+ ``.csv``).
 
-Rows are appended as trials finish and the files are replaced atomically (write a temporary
-file, then ``os.replace``), so a crash never leaves a half-written table and never loses a row
-that was written. A row is keyed by ``trial_id``: writing the same trial again replaces it.
+A row is keyed by ``trial_id``: writing the same trial again replaces it. Rows are recorded as
+trials finish, at a cost that does not grow with the table:
+
+* ``trials.parquet`` and ``trials.csv`` are rewritten together (each to a temporary file, then
+  ``os.replace``), so a crash never leaves a half-written file and a failed write (disk full,
+  permissions) leaves both as they were. A table of n rows is rewritten once per ``max(1, n/8)``
+  new rows: every row while it is small, amortised O(1) per row as it grows.
+* Rows between two rewrites are appended to ``trials.jsonl`` (one JSON line, flushed and
+  fsync'ed before ``add`` returns), so nothing recorded is lost on a SIGKILL at any point.
+  ``read_table`` merges the journal into the parquet rows; every rewrite empties it.
 """
 
 from __future__ import annotations
@@ -63,11 +70,20 @@ def plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
+JOURNAL = "trials.jsonl"
+
+
 def read_table(folder: str | Path):
-    """The campaign table as a DataFrame (empty if none was written yet)."""
+    """The campaign table as a DataFrame (empty if none was written yet), journal included."""
+    base = _read_parquet(Path(folder))
+    journal = _read_journal(Path(folder))
+    return _merge(base, journal) if journal else base
+
+
+def _read_parquet(folder: Path):
     import pandas as pd
 
-    path = Path(folder) / "trials.parquet"
+    path = folder / "trials.parquet"
     if not path.exists():
         return pd.DataFrame(columns=list(LEAD))
     try:
@@ -76,6 +92,35 @@ def read_table(folder: str | Path):
         raise UserError(
             f"{path}: cannot read the campaign table ({type(e).__name__}: {e})"
         ) from None
+
+
+def _read_journal(folder: Path) -> list[dict[str, Any]]:
+    """Rows recorded since the last rewrite; a torn last line (a crash mid-append) is skipped."""
+    path = folder / JOURNAL
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _merge(base, rows: list[dict[str, Any]]):
+    """``base`` with ``rows`` (cells as stored) appended; a later row replaces one with its id."""
+    import pandas as pd
+
+    new = pd.DataFrame(rows)
+    new = new.drop_duplicates("trial_id", keep="last")
+    if len(base):
+        base = base[~base["trial_id"].isin(set(new["trial_id"]))]
+        df = pd.concat([base, new], ignore_index=True) if len(base) else new
+    else:
+        df = new
+    cols = [c for c in LEAD if c in df] + sorted(c for c in df if c not in LEAD)
+    return df[cols].reset_index(drop=True)
 
 
 def campaign_objectives(folder: Path) -> dict[str, str]:
@@ -101,11 +146,19 @@ def load_campaign(folder: str | Path):
 
 
 class CampaignTable:
-    """Append-only (by trial id) table with atomic writes."""
+    """Append-only (by trial id) table: journaled rows, atomic rewrites (module docstring)."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        self.df = read_table(self.folder)
+        self._base = _read_parquet(self.folder)
+        self._pending = _read_journal(self.folder)  # recorded, not yet in the parquet file
+        self._df = None
+
+    @property
+    def df(self):
+        if self._df is None:
+            self._df = _merge(self._base, self._pending) if self._pending else self._base
+        return self._df
 
     def __len__(self) -> int:
         return len(self.df)
@@ -128,14 +181,53 @@ class CampaignTable:
         return set(ok["run_key"].dropna())
 
     def add(self, row: Mapping[str, Any]) -> None:
-        import pandas as pd
+        """Record one row: appended to the journal, or (every ``max(1, n/8)`` rows) the whole
+        table rewritten. Either way it is on disk when this returns."""
+        cells = {k: _cell(v) for k, v in row.items()}
+        rows = len(self._base) + len(self._pending) + 1
+        if len(self._pending) + 1 < max(1, rows // 8):
+            self._append(cells)
+            self._pending.append(cells)
+            self._df = None
+            return
+        merged = _merge(self._base, [*self._pending, cells])
+        self._df = merged
+        try:
+            self._write()
+        except UserError:
+            self._df = None
+            raise
+        self._base, self._pending = merged, []
+        (self.folder / JOURNAL).unlink(missing_ok=True)
 
-        new = pd.DataFrame([{k: _cell(v) for k, v in row.items()}])
-        df = self.df[self.df["trial_id"] != row["trial_id"]] if len(self.df) else self.df
-        df = pd.concat([df, new], ignore_index=True) if len(df) else new
-        cols = [c for c in LEAD if c in df] + sorted(c for c in df if c not in LEAD)
-        self.df = df[cols]
-        self._write()
+    @staticmethod
+    def _journal_ends_cleanly(path: Path, size: int) -> bool:
+        with open(path, "rb") as f:
+            f.seek(size - 1)
+            return f.read(1) == b"\n"
+
+    def _append(self, cells: dict[str, Any]) -> None:
+        """One line onto the journal, flushed and fsync'ed; a failed append is cut off again."""
+        path = self.folder / JOURNAL
+        line = json.dumps(cells, default=str, allow_nan=True) + "\n"
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                size = f.tell()
+                if size and not self._journal_ends_cleanly(path, size):
+                    f.write("\n")  # a crash mid-append left a torn line: end it first
+                    size = f.tell()
+                try:
+                    f.write(line)
+                    f.flush()
+                    os.fsync(f.fileno())
+                except OSError:
+                    f.truncate(size)
+                    raise
+        except OSError as e:
+            raise UserError(
+                f"{path}: cannot write the campaign table ({e.strerror or e}); "
+                "the existing table is intact"
+            ) from None
 
     def _write(self) -> None:
         """Both files are written in full to temporary files first and only then replace the old

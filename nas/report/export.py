@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from nas.campaign.storage import is_uri, storage_of
 from nas.campaign.table import campaign_objectives, load_campaign, records
 from nas.errors import UserError, did_you_mean
 from nas.space.candidate import Candidate
@@ -64,7 +65,7 @@ def find_weights(folder: Path, trial_id: str) -> Path | None:
     A checkpoint in remote storage is copied to ``<campaign>/.weights/`` first."""
     pattern = re.compile(rf"/[^/]*_{re.escape(trial_id)}_[^/]*/checkpoint_(\d+)/train\.pt$")
     for storage in _storages(folder):
-        if "://" in storage:
+        if is_uri(storage):
             found = _remote_weights(storage, pattern, folder / ".weights" / trial_id)
         else:
             paths = Path(storage).glob(f"*/*_{trial_id}_*/checkpoint_*/train.pt")
@@ -83,7 +84,7 @@ def _storages(folder: Path) -> list[str]:
     if manifest.is_file():
         experiment = json.loads(manifest.read_text()).get("experiment")
         if experiment:
-            out.append(experiment.rstrip("/").rpartition("/")[0])
+            out.append(storage_of(experiment))
     return out + [str(folder / "ray")]
 
 
