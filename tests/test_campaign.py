@@ -4,6 +4,7 @@ table's schema, growing a campaign without re-running work, and SIGKILL of the d
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -320,3 +321,21 @@ def test_a_trial_that_fits_no_node_is_one_clear_error(ray_local, tmp_path):
             results=str(tmp_path),
         )  # fmt: skip
     assert not (tmp_path / "big" / "trials.parquet").exists()
+
+
+def test_progress_lines_on_stderr_and_quiet(tmp_path, runner):
+    """One line per finished trial and a summary on stderr; ``--quiet`` prints none."""
+    space = write_space(tmp_path)
+    base = [sys.executable, "-m", "nas.cli", "survey", str(space), "--runner", str(runner),
+            "--results", str(tmp_path), "-n", "2"]  # fmt: skip
+    loud = subprocess.run([*base, "--name", "p"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    df = read_table(tmp_path / "p")
+    for trial_id in df["trial_id"]:
+        assert re.search(rf"trial {trial_id} ok val_acc=\S+ macs_m=\S+ \[\S+\]", loud.stderr)
+    assert re.search(r"2 done \(2 ok\), 0 running, 0 failed of 2 planned; elapsed \S+, ETA 0s",
+                     loud.stderr)  # fmt: skip
+    quiet = subprocess.run([*base, "--name", "q", "--quiet"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert quiet.returncode == 0 and "done (" not in quiet.stderr and "trial " not in quiet.stderr

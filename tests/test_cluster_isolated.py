@@ -20,7 +20,7 @@ import pytest
 
 from nas.campaign.table import read_table
 from tests.conftest import PRESETS, ROOT
-from tests.ray_cluster import HEAD_IP, WORKER_IP, RayCluster, _free_port
+from tests.ray_cluster import HEAD_IP, WORKER_IP, RayCluster, free_port, node_env
 
 pytestmark = pytest.mark.heavy
 
@@ -57,7 +57,7 @@ def s3():
     import boto3
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -78,7 +78,7 @@ def isolated(tmp_path_factory, s3):
     results, storage = root / "results", root / "storage"
     results.mkdir()
     storage.mkdir()
-    cluster = RayCluster(cpus=2, hide=(results,), env=AWS).start()
+    cluster = RayCluster(cpus=2, hide=(results,), env=node_env(**AWS)).start()
     try:
         yield cluster, results, storage
     finally:

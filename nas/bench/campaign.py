@@ -1,11 +1,16 @@
 """`nas bench campaign`: how much of a campaign's wall time x slots is spent outside the trials'
 own work (build, measure, train), and the fixed cost per trial.
 
-A real local Ray survey of ``n`` short trials on a tiny synthetic space (latency timing off:
-this measures orchestration, not measurement); per trial, ``wall_s`` (the
+A real local Ray survey of ``n`` short trials on a tiny synthetic space, and the same on a
+two-node loopback cluster (latency timing off: this measures orchestration, not measurement); per
+trial, ``wall_s`` (the
 trial function from start to row) comes from the table. Overhead = 1 - sum(wall_s) /
 (campaign wall time x slots); fixed cost per trial = (campaign wall x slots - sum(wall_s)) / n. The
-fraction for 30 s trials is extrapolated from that fixed cost: fixed / (30 + fixed).
+fraction for 30 s trials is extrapolated from that fixed cost: fixed / (30 + fixed). The fixed
+cost splits into what a campaign pays once (start-up until its first trial starts, teardown after
+its last ends) and the cost per trial in between (actor reuse, scheduling, reports, checkpoints,
+table writes): ((wall - start-up - teardown) x slots - sum(wall_s)) / n. Also the
+cost of recording a finished trial in the campaign table at row 5,000 against row 10.
 """
 
 from __future__ import annotations
@@ -33,10 +38,13 @@ space:
 """
 
 
-def bench_campaign(*, n: int = 6, epochs: int = 1, slots: int = 2) -> dict:
+def bench_campaign(*, n: int = 6, epochs: int = 1, slots: int = 2, cluster: bool = False) -> dict:
+    """A survey of ``n`` short trials on a local Ray with ``slots`` CPUs, or (``cluster``) on a
+    two-node loopback cluster (``nas.campaign.loopback``) with one CPU per node."""
     import ray
 
     from nas.campaign import init_ray, run_campaign
+    from nas.campaign.loopback import RayCluster
     from nas.campaign.runner import Runner
     from nas.campaign.table import read_table
 
@@ -45,41 +53,49 @@ def bench_campaign(*, n: int = 6, epochs: int = 1, slots: int = 2) -> dict:
         space.write_text(
             SPACE.format(base=ROOT / "spaces/presets/convnextv2_atto.yaml", epochs=epochs)
         )
+        nodes = RayCluster(cpus=1).start() if cluster else None
+        address = f"address: {nodes.address}\n" if nodes else ""
         runner = Path(tmp) / "runner.yaml"
         runner.write_text(
             f"max_concurrent: {slots}\ncpus_per_trial: 1\nlatency: off\nobject_store_mb: 128\n"
+            + address
         )
         started_ray = not ray.is_initialized()
         t_init = time.perf_counter()
-        init_ray(Runner(num_cpus=slots, object_store_mb=128))
+        init_ray(Runner(num_cpus=slots, object_store_mb=128, address=nodes and nodes.address))
         init_s = time.perf_counter() - t_init
         try:
-            t0 = time.perf_counter()
+            t0, started = time.perf_counter(), time.time()
             folder = run_campaign(
-                "survey",
-                str(space),
-                name="bench",
-                runner_path=str(runner),
-                n=n,
-                seed=0,
-                results=tmp,
-            )
-            wall = time.perf_counter() - t0
+                "survey", str(space), name="bench", runner_path=str(runner), n=n, seed=0,
+                results=tmp, progress=False,
+            )  # fmt: skip
+            wall, ended = time.perf_counter() - t0, time.time()
             df = read_table(folder)
         finally:
             if started_ray:
                 ray.shutdown()
+            if nodes is not None:
+                nodes.shutdown()
     busy = float(df["wall_s"].sum())
     capacity = wall * slots
     fixed = max(0.0, (capacity - busy) / len(df))
+    # once per campaign: until the first trial starts, and after the last one ends
+    startup = float(df["started_at"].min()) - started
+    teardown = ended - float(df["finished_at"].max())
+    per_trial = max(0.0, ((wall - startup - teardown) * slots - busy) / len(df))
     return {
         "trials": len(df),
         "slots": slots,
+        "nodes": sorted(set(df["node"].dropna())) if "node" in df else [],
         "campaign_wall_s": wall,
         "ray_init_s": init_s,
         "trial_work_s_mean": busy / len(df),
         "overhead_fraction": 1 - busy / capacity,
         "fixed_cost_per_trial_s": fixed,
+        "campaign_startup_s": startup,
+        "campaign_teardown_s": teardown,
+        "per_trial_cost_s": per_trial,
         "overhead_fraction_30s_trials": fixed / (30 + fixed),
     }
 
@@ -123,8 +139,9 @@ def table_growth(*, rows: int = 5000, early: int = 10, columns: int = 100) -> di
 def bench(*, quick: bool, device: str = "cpu") -> dict:
     """``nas bench campaign``: the figures, and the overhead and table-growth targets."""
     res = bench_campaign(n=6 if quick else 12, epochs=1 if quick else 3)
+    two = bench_campaign(n=6 if quick else 12, epochs=1 if quick else 3, cluster=True)
     growth = table_growth()
-    frac, fixed = res["overhead_fraction_30s_trials"], res["fixed_cost_per_trial_s"]
+    frac = res["overhead_fraction_30s_trials"]
     targets = [
         target(
             "overhead_30s",
@@ -132,7 +149,12 @@ def bench(*, quick: bool, device: str = "cpu") -> dict:
             "overhead <= 10% for 30 s trials (extrapolated from the fixed cost)",
             frac <= 0.10,
         ),
-        target("fixed_cost_s", fixed, "fixed cost per trial <= 1 s", fixed <= 1.0),
+        target(
+            "per_trial_cost_s",
+            res["per_trial_cost_s"],
+            "cost per trial between the first start and the last end <= 1 s",
+            res["per_trial_cost_s"] <= 1.0,
+        ),
         target(
             "table_growth",
             growth["growth_ratio"],
@@ -140,6 +162,18 @@ def bench(*, quick: bool, device: str = "cpu") -> dict:
             growth["growth_ratio"] <= 2.0,
         ),
     ]
-    res = {**res, **{f"table_{k}": v for k, v in growth.items()}}
+    targets.append(
+        target(
+            "cluster_fixed_cost_s",
+            two["fixed_cost_per_trial_s"],
+            "fixed cost per trial on the 2-node loopback cluster (information; no target)",
+            None,
+        )
+    )
+    res = {
+        **res,
+        **{f"cluster_{k}": v for k, v in two.items()},
+        **{f"table_{k}": v for k, v in growth.items()},
+    }
     notes = [f"measured overhead fraction at these short trials: {res['overhead_fraction']:.0%}"]
     return {"figures": res, "targets": targets, "notes": notes}

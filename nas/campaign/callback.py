@@ -79,7 +79,9 @@ class TableCallback(tune.Callback):
             finished = row.get("status") in FINISHED_STATUSES
             lookup(self.ledger).add.remote(row, finished)
         if self.progress is not None:
-            running = sum(t.status == "RUNNING" for t in trials) if trials else 0
+            running = sum(
+                t.status == "RUNNING" and t.trial_id != row["trial_id"] for t in trials or ()
+            )
             self.progress.trial_finished(row, running)
 
     def _fallback(self, trial, result: dict, status, reason) -> dict:

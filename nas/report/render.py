@@ -244,7 +244,8 @@ def _failures_section(df):
     if not len(bad):
         section.text = "Every trial finished (status ok)."
         return section
-    section.table = bad[[c for c in ("trial_id", "candidate_id", "status", "reason") if c in bad]]
+    cols = ("trial_id", "candidate_id", "status", "epochs", "reason")  # stopped: epochs it had
+    section.table = bad[[c for c in cols if c in bad]]
     return section
 
 
