@@ -146,7 +146,7 @@ def test_unreachable_cluster_fails_fast_subprocess(files):
     runner = tmp / "runner.yaml"
     runner.write_text("name: far\naddress: 127.0.0.1:1\nconnect_timeout_s: 2\n")
     results = tmp / "results"
-    for address in (None, "192.0.2.1:6379"):  # refused at once; a black hole (TEST-NET-1)
+    for address in (None, "127.0.0.9:6379"):  # the profile's; RAY_ADDRESS (loopback only)
         env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
         env.pop("RAY_ADDRESS", None)
         if address:
@@ -165,3 +165,26 @@ def test_unreachable_cluster_fails_fast_subprocess(files):
         assert (address or "127.0.0.1:1") in proc.stderr
         assert elapsed < 25, elapsed  # interpreter + imports + at most connect_timeout_s
         _nothing_written(results)
+
+
+@pytest.mark.heavy
+def test_a_trial_that_fits_no_node_subprocess(files):
+    """A runner whose trial needs more CPUs than the (local) cluster has: one line naming the
+    runner key and the largest node, exit 2, well within 60 s; no trial started."""
+    tmp, space = files
+    runner = tmp / "runner.yaml"
+    runner.write_text("name: big\nnum_cpus: 2\ncpus_per_trial: 8\nobject_store_mb: 128\n")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "survey", str(space), "--name", "c", "-n", "2",
+         "--runner", str(runner), "--results", str(tmp / "results")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = _one_line_error(proc.stderr, "survey")
+    assert "runner 'big': cpus_per_trial: a trial needs 8 CPU" in line
+    assert "the largest of the cluster's 1 node(s) has 2 CPU" in line
+    assert time.perf_counter() - t0 < 60
+    assert not (tmp / "results" / "c" / "trials.parquet").exists()

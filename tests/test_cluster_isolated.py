@@ -141,15 +141,18 @@ print("SEES", {{ip: ray.get(see.options(scheduling_strategy=A(i, soft=False)).re
     ), out.stderr[-2000:]
 
 
-def test_survey_killed_and_resumed_without_the_driver_files(isolated, tmp_path):
-    """Shared-folder storage; the latency service (1 CPU) and the ledger live on the driver's node
-    (the head); trials run on both nodes; the worker never reads the results folder."""
+@pytest.mark.parametrize("where", ["shared", "s3"])
+def test_survey_killed_and_resumed_without_the_driver_files(isolated, s3, tmp_path, where):
+    """Shared-folder or S3 storage; the latency service (1 CPU) and the ledger live on the
+    driver's node (the head); trials run on both nodes; the worker never reads the results
+    folder."""
     cluster, results, storage = isolated
+    location = str(storage) if where == "shared" else s3["uri"]
     space, runner = write(tmp_path, widths=[8, 12, 16, 20, 24, 32], epochs=3, cpus=1,
-                          concurrent=3, storage=str(storage))  # fmt: skip
-    env = cluster.driver_env()
-    folder = results / "survey"
-    proc = nas("survey", str(space), "--runner", str(runner), "--name", "survey", "-n", "6",
+                          concurrent=3, storage=location)  # fmt: skip
+    env = cluster.driver_env(**AWS)
+    folder = results / f"survey-{where}"
+    proc = nas("survey", str(space), "--runner", str(runner), "--name", folder.name, "-n", "6",
                "--results", str(results), env=env, start_new_session=True)  # fmt: skip
     before = kill_then_resume(proc, folder, env, at_rows=2, total=6)
     df = read_table(folder)
@@ -160,7 +163,8 @@ def test_survey_killed_and_resumed_without_the_driver_files(isolated, tmp_path):
     assert set(df["node"]) == {HEAD_IP, WORKER_IP}  # trials ran on both nodes
     assert (df["latency_source"] == "service").all() and set(df["latency_node"]) == {HEAD_IP}
     manifest = json.loads((folder / "campaign.json").read_text())
-    assert manifest["experiment"].startswith(str(storage))
+    assert manifest["experiment"].startswith(str(storage) if where == "shared" else "s3://nas/")
+    assert not (folder / "ray").exists()  # Ray's files went to the storage, not the campaign
 
 
 def test_search_on_s3_reuses_work_and_tells_optuna_the_truth(isolated, s3, tmp_path):
