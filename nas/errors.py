@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
-__all__ = ["SpaceError", "UserError", "did_you_mean", "is_oom"]
+__all__ = ["SpaceError", "UserError", "did_you_mean", "is_oom", "path_component"]
 
 
 class UserError(ValueError):
@@ -41,3 +42,17 @@ def is_oom(text: str) -> bool:
     """Whether an error message (or traceback) says that an allocation failed."""
     low = text.lower()
     return any(t in low for t in _OOM_TEXT)
+
+
+_COMPONENT = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def path_component(name: object, *, key: str) -> str:
+    """``name`` if it is one safe path component (letters, digits, ``-``, ``_``, ``.``; not ``.``
+    or ``..``), so that joining it to a folder can never leave that folder."""
+    if not isinstance(name, str) or not _COMPONENT.fullmatch(name) or name in (".", ".."):
+        raise UserError(
+            f"{key}: expected one path component of letters, digits, '-', '_' and '.' "
+            f"(not '.' or '..'), got {name!r}"
+        )
+    return name

@@ -194,7 +194,9 @@ def test_driver_sigkill_on_the_cluster_then_resume(ray_cluster, tmp_path):
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out[-3000:]
     df = check_complete(folder, 6)
-    assert (df["status"] == "ok").all() and (df["epochs"] == 3).all()
+    assert (df["status"] == "ok").all() and (df["epochs"] == 3).all(), df[
+        ["status", "reason"]
+    ].to_string()
     after = rows_json(folder)
     assert {t: after[t] for t in before} == before  # finished rows untouched, byte for byte
 

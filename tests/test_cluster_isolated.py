@@ -157,7 +157,9 @@ def test_survey_killed_and_resumed_without_the_driver_files(isolated, s3, tmp_pa
     before = kill_then_resume(proc, folder, env, at_rows=2, total=6)
     df = read_table(folder)
     assert len(df) == 6 and df["trial_id"].is_unique and df["candidate_id"].is_unique
-    assert (df["status"] == "ok").all() and (df["epochs"] == 3).all()
+    assert (df["status"] == "ok").all() and (df["epochs"] == 3).all(), df[
+        ["status", "reason"]
+    ].to_string()
     after = rows_json(folder)
     assert {t: after[t] for t in before} == before  # finished rows untouched, byte for byte
     assert set(df["node"]) == {HEAD_IP, WORKER_IP}  # trials ran on both nodes

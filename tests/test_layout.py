@@ -16,6 +16,7 @@ LAYERS = {
     "nas.lazy": 0,
     "nas.device": 0,
     "nas.settings": 0,
+    "nas.documents": 0,
     "nas.space": 1,
     "nas.models": 2,
     "nas.measure": 3,

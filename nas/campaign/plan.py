@@ -11,19 +11,22 @@ from typing import Any
 import numpy as np
 
 from nas.errors import UserError
-from nas.measure.cost import FAST_COLUMNS, fast_constraint_check
+from nas.measure.cost import FAST_COLUMNS, fast_constraint_check, fast_values
 from nas.space.candidate import Candidate, CandidateError
 from nas.space.space import Space
 
-__all__ = ["default_axes", "plan_ablation", "plan_survey"]
+__all__ = ["check_ablation", "default_axes", "plan_ablation", "plan_survey"]
 
 log = logging.getLogger(__name__)
 
 
 def plan_survey(space: Space, n: int, seed: int) -> tuple[list[dict], dict]:
-    """N distinct random candidates inside the params/MACs constraints (fast cost path)."""
+    """N distinct random candidates inside the params/MACs constraints (fast cost path). A space
+    whose constraints no sample meets fails before anything runs, naming what was found."""
     fast = {k: v for k, v in space.constraints.items() if k in FAST_COLUMNS}
     check = fast_constraint_check(fast) if fast else (lambda c: True)
+    if fast:
+        _require_feasible_samples(space, fast, seed)
     samples, stats = space.sample_distinct(
         n, np.random.default_rng(seed), accept=lambda s: check(s.candidate)
     )
@@ -63,6 +66,63 @@ def plan_ablation(
                 seen.add((c.id, seed + r))
                 plans.append(_plan(c, seed + r, {}, axis=axis, axis_value=value))
     return plans
+
+
+def _require_feasible_samples(space: Space, fast: dict, seed: int, probe: int = 300) -> None:
+    rng = np.random.default_rng(seed)
+    seen: dict[str, list[float]] = {col: [] for col in fast}
+    for _ in range(probe):
+        try:
+            candidate = space.to_sample(space.sample_params(rng)).candidate
+        except CandidateError:
+            continue
+        values = fast_values(candidate, fast)
+        if not _violations(values, fast):
+            return
+        for col, v in values.items():
+            seen[col].append(v)
+    if not any(seen.values()):
+        return  # no valid sample at all: sample_distinct says so
+    parts = [
+        f"{col} in [{lo}, {hi}] (samples have {min(seen[col]):.3g} to {max(seen[col]):.3g})"
+        for col, (lo, hi) in fast.items()
+    ]
+    raise UserError(
+        f"{space.source}: constraints: no sample of the space meets {' and '.join(parts)} in "
+        f"{probe} draws; widen the constraints or narrow the space"
+    )
+
+
+def _violations(values: dict[str, float], windows: dict) -> list[str]:
+    return [
+        f"{col} = {v:.3g}, outside [{windows[col][0]}, {windows[col][1]}]"
+        for col, v in values.items()
+        if (windows[col][0] is not None and v < windows[col][0])
+        or (windows[col][1] is not None and v > windows[col][1])
+    ]
+
+
+def check_ablation(space: Space, baseline: Candidate, plans: list[dict], source: str) -> list:
+    """Before an ablation runs: a baseline outside the params/MACs constraints is one clear error
+    (every comparison needs it trained); returns the variants that the constraints will stop, as
+    ``(axis, value, violation)``."""
+    fast = {k: v for k, v in space.constraints.items() if k in FAST_COLUMNS}
+    if not fast:
+        return []
+    bad = _violations(fast_values(baseline, fast), fast)
+    if bad:
+        col = bad[0].split(" ")[0]
+        raise UserError(
+            f"{space.source}: constraints.{col}: the ablation baseline ({source}) has {bad[0]}: "
+            f"it would not be trained and no effect could be measured. Pass --baseline with a "
+            f"candidate inside the constraints, or widen constraints.{col}"
+        )
+    out = []
+    for plan in plans:
+        found = _violations(fast_values(Candidate.from_dict(plan["candidate"]), fast), fast)
+        if found and plan["axis"] != "baseline":
+            out.append((plan["axis"], plan["axis_value"], found[0]))
+    return list(dict.fromkeys(out))
 
 
 def _axis_values(space: Space, axis: str) -> list:

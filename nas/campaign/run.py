@@ -18,16 +18,16 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from nas.campaign.cluster import check_fits, init_ray
-from nas.campaign.plan import default_axes, plan_ablation, plan_survey
+from nas.campaign.plan import check_ablation, default_axes, plan_ablation, plan_survey
 from nas.campaign.progress import Progress
 from nas.campaign.runner import Runner, load_runner
 from nas.campaign.search import make_scheduler, make_searcher
 from nas.campaign.services import ServiceNames, start_services, stop_services
-from nas.campaign.storage import experiment_location, storage_location
+from nas.campaign.storage import experiment_location, is_uri, storage_location
 from nas.campaign.table import CampaignTable
 from nas.campaign.trainable import trainable_with_resources
 from nas.campaign.trial import TrialSpec, trial_run_key
-from nas.errors import UserError
+from nas.errors import UserError, path_component
 from nas.space.candidate import Candidate, load_candidate
 from nas.space.parse import load_space
 from nas.space.space import Space
@@ -63,7 +63,7 @@ def _write_manifest(folder: Path, data: dict) -> None:
 
 def _campaign_folder(results: str, name: str) -> Path:
     """The campaign folder; fails before Ray starts when it cannot be created."""
-    folder = Path(results).resolve() / name
+    folder = Path(results).resolve() / path_component(name, key="--name")
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder}: exists and is not a folder")
     parent = folder.parent
@@ -109,7 +109,13 @@ def _plans(mode: str, space: Space, *, n, seed, baseline, axes, seeds, factorial
             {"num_classes": space.base.num_classes, "image_size": space.base.image_size}, base=base
         )
         axes = axes or default_axes(space)
-        return plan_ablation(space, base, axes, seeds, seed, factorial=factorial), {}
+        plans = plan_ablation(space, base, axes, seeds, seed, factorial=factorial)
+        stopped = check_ablation(space, base, plans, baseline or f"the base of {space.source}")
+        for axis, value, why in stopped:
+            log.warning(
+                "ablation variant %s=%s is infeasible (%s): it will not train", axis, value, why
+            )
+        return plans, {"infeasible_variants": [list(v) for v in stopped]}
     return [], {}
 
 
@@ -218,7 +224,7 @@ def _tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, progre
             storage_path=storage_location(runner.storage_path, folder),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=runner.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # pruned at the end
             callbacks=[table],
         ),
     )
@@ -240,10 +246,13 @@ def _fit(tuner) -> None:
         raise WRITE_ERRORS[0]
 
 
-def resume_campaign(folder: str | Path, *, progress: bool = True) -> Path:
+def resume_campaign(
+    folder: str | Path, *, progress: bool = True, experiment: str | None = None
+) -> Path:
     """Continue an interrupted campaign: ``Tuner.restore`` of its last experiment (searcher state
     included) at the location recorded in ``campaign.json`` (a path or a URI); finished trials are
-    not re-run, in-flight ones continue from their checkpoint."""
+    not re-run, in-flight ones continue from their checkpoint. A recorded location outside the
+    campaign folder and the runner's storage is refused unless given as ``experiment``."""
     from ray import tune
 
     folder = Path(folder).resolve()
@@ -253,9 +262,12 @@ def resume_campaign(folder: str | Path, *, progress: bool = True) -> Path:
             f"{folder}: not a campaign folder (no {MANIFEST}); run nas survey|search|ablate first"
         )
     manifest = json.loads(manifest_path.read_text())
-    experiment = manifest["experiment"]
-    space = load_space(manifest["space"])
-    runner = load_runner(manifest.get("runner"))
+    copies = {name: folder / f"{name}.yaml" for name in ("space", "runner")}
+    space = load_space(copies["space"] if copies["space"].is_file() else manifest["space"])
+    runner = load_runner(copies["runner"] if copies["runner"].is_file() else manifest.get("runner"))
+    if experiment is None:
+        experiment = manifest["experiment"]
+        _check_experiment(experiment, folder, storage_location(runner.storage_path, folder))
     init_ray(runner)
     if not tune.Tuner.can_restore(experiment):
         raise UserError(f"{folder}: the Ray experiment {experiment} is missing; nothing to resume")
@@ -275,6 +287,23 @@ def resume_campaign(folder: str | Path, *, progress: bool = True) -> Path:
     finally:
         stop_services(ServiceNames(**spec.services))
     return folder
+
+
+def _check_experiment(experiment: str, folder: Path, storage: str) -> None:
+    """The experiment ``campaign.json`` names must lie in the campaign folder or the runner's
+    storage: a copied or edited campaign.json cannot make ``nas resume`` unpickle any file."""
+    if is_uri(experiment):
+        inside = is_uri(storage) and experiment.startswith(storage.partition("?")[0] + "/")
+    else:
+        path = Path(experiment).resolve()
+        inside = path.is_relative_to(folder) or (
+            not is_uri(storage) and path.is_relative_to(Path(storage))
+        )
+    if not inside:
+        raise UserError(
+            f"{folder / MANIFEST}: experiment: {experiment} is outside the campaign folder and "
+            f"the runner's storage ({storage}); pass --experiment {experiment} to resume it anyway"
+        )
 
 
 def _reattach(tuner, folder: Path, spec: TrialSpec, progress) -> None:

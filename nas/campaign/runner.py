@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nas import vocab
+from nas.documents import DocumentError, read_yaml
 from nas.errors import SpaceError, did_you_mean
 
 __all__ = ["Runner", "load_runner", "LATENCY_POLICIES", "SCHEDULERS"]
@@ -95,8 +96,10 @@ _FIELDS = {
 
 
 def runner_from_dict(data: Any, *, source: str) -> Runner:
-    if data is None:
-        data = {}
+    if data is None:  # an empty, comment-only or `null` file
+        raise SpaceError(
+            source, "<root>", f"empty document: expected a mapping with keys {sorted(_FIELDS)}"
+        )
     if not isinstance(data, Mapping):
         raise SpaceError(
             source, "<root>", f"expected a mapping of runner settings, got {type(data).__name__}"
@@ -181,19 +184,11 @@ def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
 
 def load_runner(path: str | Path | None) -> Runner:
     """Read a runner profile; ``None`` gives the default local profile."""
-    import yaml
-
     if path is None:
         return Runner()
     p = Path(path)
-    if not p.is_file():
-        raise SpaceError(str(p), "<file>", "no such file")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<yaml>"
-        raise SpaceError(
-            str(p), where, f"YAML syntax error: {getattr(e, 'problem', None) or e}"
-        ) from None
+        data = read_yaml(p)
+    except DocumentError as e:
+        raise SpaceError(str(p), e.where, e.message) from None
     return runner_from_dict(data, source=str(p))

@@ -71,7 +71,7 @@ def cmd_campaign(args) -> int:
 def cmd_resume(args) -> int:
     from nas.campaign import resume_campaign
 
-    folder = resume_campaign(args.folder, progress=not args.quiet)
+    folder = resume_campaign(args.folder, progress=not args.quiet, experiment=args.experiment)
     _print_table_summary(folder)
     return 0
 
@@ -139,6 +139,7 @@ def cmd_export(args) -> int:
         pareto=args.pareto,
         best_under=args.best_under or (),
         objectives=objectives,
+        overwrite=args.overwrite,
     )
     for dest in folders:
         weights = "deploy.pt" if (dest / "deploy.pt").exists() else "no weights (see RETRAIN.md)"

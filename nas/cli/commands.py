@@ -15,15 +15,25 @@ from nas.errors import UserError
 def cmd_validate(args) -> int:
     import numpy as np
 
-    from nas.space import load_space
+    from nas.space import CandidateError, load_space
 
     space = load_space(args.space)
+    size = space.cardinality()
+    probe = None
+    if args.probe > 0:  # before anything is printed: a space that fails here is not "valid"
+        space.sample_distinct(1, np.random.default_rng(0))  # fails loudly if nothing is valid
+        rng, probe = np.random.default_rng(0), 0
+        for _ in range(args.probe):
+            try:
+                space.to_sample(space.sample_params(rng))
+                probe += 1
+            except CandidateError:
+                pass
     print(
         f"{args.space}: valid space {space.name!r} ({space.stages} stages, {len(space.dims)} dimensions)"
     )
     for line in space.describe():
         print(f"  {line}")
-    size = space.cardinality()
     print(
         f"cardinality: {'infinite (float range)' if math.isinf(size) else f'{int(size):,}'} parameter points"
     )
@@ -34,18 +44,8 @@ def cmd_validate(args) -> int:
             "constraints: "
             + ", ".join(f"{k} in [{lo}, {hi}]" for k, (lo, hi) in space.constraints.items())
         )
-    if args.probe > 0:
-        _, stats = space.sample_distinct(
-            1, np.random.default_rng(0)
-        )  # fails loudly if nothing is valid
-        rng, valid = np.random.default_rng(0), 0
-        for _ in range(args.probe):
-            try:
-                space.to_sample(space.sample_params(rng))
-                valid += 1
-            except UserError:
-                pass
-        print(f"probe: {valid}/{args.probe} random points are valid candidates")
+    if probe is not None:
+        print(f"probe: {probe}/{args.probe} random points are valid candidates")
     return 0
 
 

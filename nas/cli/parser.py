@@ -260,6 +260,13 @@ def _add_resume(sub) -> None:
         description="Tuner.restore of the campaign's last experiment: finished trials are not re-run.",
     )
     r.add_argument("folder", help="campaign folder, e.g. results/quickstart")
+    r.add_argument(
+        "--experiment",
+        default=None,
+        metavar="PATH_OR_URI",
+        help="the Ray experiment to restore, when campaign.json's lies outside the campaign "
+        "folder and the runner's storage (refused otherwise)",
+    )
     _add_quiet(r)
     r.set_defaults(func=cmd_resume)
 
@@ -313,6 +320,11 @@ def _add_export(sub) -> None:
         help="objectives for --pareto/--best-under (default: the campaign's)",
     )
     e.add_argument("--out", required=True, help="output folder")
+    e.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing export of a chosen trial (refused otherwise)",
+    )
     e.set_defaults(func=cmd_export)
 
 

@@ -230,6 +230,12 @@ FAST_COLUMNS = {
 }
 
 
+def fast_values(candidate: Candidate, columns) -> dict[str, float]:
+    """The fast (analytic) cost columns of a candidate, in the units of their names."""
+    cost = analytic_cost(candidate)
+    return {col: cost[FAST_COLUMNS[col]] / 1e6 for col in columns if col in FAST_COLUMNS}
+
+
 def fast_constraint_check(constraints: dict, *, source: str = "constraints"):
     """A predicate Candidate -> bool for the params/MACs windows of ``constraints``, computed by
     ``analytic_cost``; columns that need a measurement (latency, memory) are refused."""
@@ -242,9 +248,9 @@ def fast_constraint_check(constraints: dict, *, source: str = "constraints"):
         )
 
     def accept(candidate: Candidate) -> bool:
-        cost = analytic_cost(candidate)
+        values = fast_values(candidate, constraints)
         for col, (lo, hi) in constraints.items():
-            value = cost[FAST_COLUMNS[col]] / 1e6
+            value = values[col]
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 return False
         return True

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 from nas.campaign.table import plain
 from nas.report.edf import _sort_key, _stage_columns
 from nas.report.pareto import _numeric, _ok
-from nas.vocab import COST_COLUMNS
+from nas.vocab import COLUMNS, COST_COLUMNS
 
 __all__ = ["ABLATION_METRICS", "ablation_effects", "cost_attribution"]
 
@@ -38,9 +38,13 @@ def ablation_effects(df: pd.DataFrame, metrics: Sequence[str] = ABLATION_METRICS
     t interval: paired by seed when both sides have the same seeds, Welch otherwise; NaN below two
     seeds) and ``d_<metric>_pct`` (relative to the baseline mean, in percent). Accuracy-like
     metrics use ok rows only; costs (``COST_COLUMNS``) any row that has them. A metric that is not
-    a column of the table (e.g. latency never measured) yields NaN.
+    a column of the table but a measured column of the vocabulary (e.g. latency never measured)
+    yields NaN; any other name (a typo) is a UserError listing the table's numeric columns.
     """
     _require_ablation(df)
+    for m in metrics:
+        if m not in df.columns and m not in COLUMNS:
+            _numeric(df, m, what="metric")  # raises: names the column and the known ones
     base = df[df["axis"] == "baseline"]
     if base.empty:
         raise UserError(

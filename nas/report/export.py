@@ -20,7 +20,7 @@ from typing import Any
 
 from nas.campaign.storage import is_uri, storage_of
 from nas.campaign.table import campaign_objectives, load_campaign, records
-from nas.errors import UserError, did_you_mean
+from nas.errors import UserError, did_you_mean, path_component
 from nas.space.candidate import Candidate
 
 __all__ = ["export_candidates", "find_weights", "select_trials"]
@@ -157,16 +157,26 @@ def export_candidates(
     pareto: bool = False,
     best_under: Sequence[str] = (),
     objectives: dict[str, str] | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Export the chosen trials of a campaign to ``out/<trial_id>/``; returns those folders."""
+    """Export the chosen trials of a campaign to ``out/<trial_id>/``; returns those folders. An
+    existing export of a chosen trial is refused (nothing written) unless ``overwrite``."""
     folder, df = load_campaign(folder)
     objectives = objectives or campaign_objectives(folder)
     rows = select_trials(df, objectives, trial=trial, pareto=pareto, best_under=best_under)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} exists and is not a folder")
+    chosen = records(rows)
+    ids = [path_component(str(r["trial_id"]), key=f"{folder}: trial_id") for r in chosen]
+    taken = [out / i for i in ids if (out / i).exists() and any((out / i).iterdir())]
+    if taken and not overwrite:
+        raise UserError(
+            f"--out: {taken[0]} already holds an export ({len(taken)} of the {len(ids)} chosen "
+            "trials do); pass --overwrite to replace them, or choose another --out"
+        )
     written = []
-    for row in records(rows):
+    for row in chosen:
         try:
             candidate = Candidate.from_row(row)
         except UserError as e:

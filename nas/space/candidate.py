@@ -8,9 +8,8 @@ the campaign table. It is hashable, picklable and round-trips exactly through th
 * a nested dict / JSON (``to_dict`` / ``to_json``): per-stage values as lists;
 * YAML (``to_yaml`` / ``load_candidate``): the same dict, the format of ``spaces/presets/*.yaml``.
 
-Values that cannot matter for the architecture are canonicalised in construction (for example the
-kernel of a stage whose mixer has no depthwise convolution, or ``columns`` of a plain network), so
-two candidates that build the same network have the same ``id``.
+Values that cannot matter are canonicalised (e.g. the kernel of a stage without a depthwise conv,
+``columns`` of a plain net), so two candidates that build the same network have the same ``id``.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.documents import DocumentError, read_yaml
 from nas.errors import did_you_mean
 from nas.space.checks import (
     CandidateError,
@@ -31,6 +31,7 @@ from nas.space.checks import (
     check_float,
     check_int,
     check_name,
+    is_finite,
 )
 from nas.vocab import (
     ATTENTION_MIXERS,
@@ -203,7 +204,11 @@ class Candidate:
                     f"must be divisible by the stage stride {self.stage_stride(i)}",
                 )
         for i, (w, r) in enumerate(zip(self.widths, self.mlp_ratios)):
-            if r <= 0 or int(w * r) < 1:
+            try:
+                hidden = w * r
+            except OverflowError:  # an int width too large for a float
+                hidden = math.inf
+            if r <= 0 or not is_finite(hidden) or int(hidden) < 1:
                 raise CandidateError(f"mlp_ratios[{i}]", f"expected a positive ratio, got {r}")
         if self.block != "convnext" and self.norm != "bn":
             raise CandidateError(
@@ -374,22 +379,22 @@ def _split_params(params: Mapping[str, Any], data: dict[str, Any]) -> dict[str, 
 
 def load_candidate(path: str | Path) -> Candidate:
     """Read a candidate (preset) YAML file; errors name the file and the field."""
-    import yaml
-
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as e:
-        raise CandidateError("<file>", f"{p}: cannot read ({e.strerror or e})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise CandidateError("<file>", f"{p}: YAML syntax error{where}") from None
+        data = read_yaml(p)
+    except DocumentError as e:
+        if e.message.startswith("YAML syntax error") and e.where.startswith("line"):
+            line = e.where.split(",")[0]
+            raise CandidateError("<file>", f"{p}: YAML syntax error at {line}") from None
+        raise CandidateError("<file>", f"{p}: {e.message}") from None
     if isinstance(data, Mapping) and "candidate" in data and len(data) <= 2:
         data = data["candidate"]  # allow {candidate: {...}, name: ...}
+    if data is None:  # an empty, comment-only or `null` file
+        fields = [f.name for f in dataclasses.fields(Candidate)]
+        raise CandidateError(
+            "<file>", f"{p}: empty document: expected a mapping with keys {fields}"
+        )
     try:
-        return Candidate.from_dict(data or {})
+        return Candidate.from_dict(data)
     except CandidateError as e:
         raise CandidateError(e.field, f"{p}: {str(e).split(': ', 1)[1]}") from None

@@ -28,7 +28,7 @@ def is_finite(value: int | float) -> bool:
 
 
 def check_name(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise CandidateError(
             name, f"expected one of {list(allowed)}, got {value!r}{did_you_mean(value, allowed)}"
         )

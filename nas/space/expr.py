@@ -3,6 +3,12 @@
 ``derive: "min(5, kernel - 2) if mixer != 'dynamic' else 0"`` — numbers, strings, booleans, names
 of other dimensions, arithmetic, comparisons, ``and/or/not``, ``x if c else y``, ``in`` and the
 functions below. Nothing else is evaluated (no attributes, no subscripts, no imports).
+
+Limits, as in small safe evaluators, so that no expression can hang or exhaust memory: an
+expression of at most ``MAX_SOURCE`` characters and ``MAX_DEPTH`` nesting levels, at most
+``MAX_STEPS`` evaluation steps, no number beyond ``10**MAX_DIGITS`` in magnitude (checked before a
+power is computed), no string or list longer than ``MAX_ELEMENTS`` (checked before a repetition
+or concatenation is built). Each violation is an ``ExprError`` naming the limit.
 """
 
 from __future__ import annotations
@@ -49,6 +55,41 @@ _CMPOPS = {
 }
 _UNOPS = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
 
+MAX_SOURCE = 2_000  # characters
+MAX_DEPTH = 50  # nesting levels of the syntax tree
+MAX_STEPS = 10_000  # evaluated nodes per call
+MAX_DIGITS = 100  # numbers stay within 10**100 in magnitude
+MAX_ELEMENTS = 10**6  # characters of a string, items of a list
+
+
+def _size(v: Any) -> int | None:
+    return len(v) if isinstance(v, (str, list, tuple)) else None
+
+
+def _magnitude_ok(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return True
+    if isinstance(v, float):
+        return not math.isfinite(v) or abs(v) <= 10.0**MAX_DIGITS
+    return abs(v) <= 10**MAX_DIGITS
+
+
+def _guard_binop(op: type, a: Any, b: Any) -> None:
+    """Refuse, before computing it, a result that would be too large."""
+    sa, sb = _size(a), _size(b)
+    if op is ast.Mult and (sa is not None or sb is not None):
+        n, size = (b, sa) if sa is not None else (a, sb)
+        if isinstance(n, int) and size * max(n, 0) > MAX_ELEMENTS:
+            raise ExprError(f"a string or list longer than {MAX_ELEMENTS:,} elements")
+    if op is ast.Add and sa is not None and sb is not None and sa + sb > MAX_ELEMENTS:
+        raise ExprError(f"a string or list longer than {MAX_ELEMENTS:,} elements")
+    if op is ast.Pow and isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        base = abs(float(a)) if not isinstance(a, bool) else 1.0
+        if base > 1 and b > 0 and b * math.log10(base) > MAX_DIGITS:
+            raise ExprError(f"a power beyond 10**{MAX_DIGITS}")
+        if 0 < base < 1 and b < 0 and -b * math.log10(base) < -MAX_DIGITS:
+            raise ExprError(f"a power beyond 10**{MAX_DIGITS}")
+
 
 class ExprError(ValueError):
     """An expression that cannot be parsed or evaluated."""
@@ -60,11 +101,19 @@ class Expr:
     def __init__(self, source: str):
         if not isinstance(source, str) or not source.strip():
             raise ExprError(f"expected a non-empty expression string, got {source!r}")
+        if len(source) > MAX_SOURCE:
+            raise ExprError(
+                f"an expression of {len(source):,} characters; the limit is {MAX_SOURCE:,}"
+            )
         self.source = source
         try:
             self._tree = ast.parse(source, mode="eval").body
         except SyntaxError as e:
             raise ExprError(f"invalid expression {source!r}: {e.msg}") from None
+        except (RecursionError, MemoryError):
+            raise ExprError(f"an expression nested deeper than {MAX_DEPTH} levels") from None
+        if _depth(self._tree) > MAX_DEPTH:
+            raise ExprError(f"an expression nested deeper than {MAX_DEPTH} levels")
         self.names: frozenset[str] = frozenset(self._collect(self._tree))
 
     def _collect(self, node: ast.AST):
@@ -95,14 +144,27 @@ class Expr:
             raise ExprError(f"unsupported syntax {type(node).__name__} in {self.source!r}")
 
     def __call__(self, env: Mapping[str, Any]) -> Any:
+        self._steps = 0
         try:
-            return self._eval(self._tree, env)
-        except ExprError:
-            raise
+            value = self._eval(self._tree, env)
+        except ExprError as e:
+            raise ExprError(f"{self.source!r}: {e}") if self.source not in str(e) else e from None
         except Exception as e:  # arithmetic on the user's values: report, never crash
             raise ExprError(f"{self.source!r} failed: {type(e).__name__}: {e}") from None
+        return value
 
     def _eval(self, node: ast.AST, env: Mapping[str, Any]) -> Any:
+        self._steps += 1
+        if self._steps > MAX_STEPS:
+            raise ExprError(f"more than {MAX_STEPS:,} evaluation steps")
+        value = self._eval_node(node, env)
+        if not _magnitude_ok(value):
+            raise ExprError(f"a number beyond 10**{MAX_DIGITS}")
+        if (_size(value) or 0) > MAX_ELEMENTS:
+            raise ExprError(f"a string or list longer than {MAX_ELEMENTS:,} elements")
+        return value
+
+    def _eval_node(self, node: ast.AST, env: Mapping[str, Any]) -> Any:
         ev = self._eval
         if isinstance(node, ast.Constant):
             return node.value
@@ -113,7 +175,9 @@ class Expr:
                 raise ExprError(f"{self.source!r}: {node.id!r} has no value here")
             return env[node.id]
         if isinstance(node, ast.BinOp):
-            return _BINOPS[type(node.op)](ev(node.left, env), ev(node.right, env))
+            left, right = ev(node.left, env), ev(node.right, env)
+            _guard_binop(type(node.op), left, right)
+            return _BINOPS[type(node.op)](left, right)
         if isinstance(node, ast.UnaryOp):
             return _UNOPS[type(node.op)](ev(node.operand, env))
         if isinstance(node, ast.BoolOp):
@@ -134,3 +198,15 @@ class Expr:
         if isinstance(node, ast.Call):
             return FUNCTIONS[node.func.id](*(ev(a, env) for a in node.args))
         raise ExprError(f"unsupported syntax {type(node).__name__} in {self.source!r}")
+
+
+def _depth(node: ast.AST) -> int:
+    """Nesting depth of a syntax tree (iterative: a deep tree cannot overflow the stack)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(current))
+    return deepest

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nas.documents import DocumentError, read_yaml
 from nas.errors import SpaceError, did_you_mean
 from nas.settings import DATA_RULES, DATASETS, TRAIN_RULES, Rule
 from nas.space.candidate import Candidate, CandidateError, load_candidate
@@ -36,8 +37,8 @@ TOP_KEYS = (
 
 def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None) -> Space:
     err = SpaceErrors(source)
-    if data is None:
-        data = {}
+    if data is None:  # an empty, comment-only or `null` file: a truncated or wrongly saved space
+        err("<root>", f"empty document: expected a mapping with keys {list(TOP_KEYS)}")
     if not isinstance(data, Mapping):
         err("<root>", f"expected a mapping with keys {list(TOP_KEYS)}, got {type(data).__name__}")
     for key in data:
@@ -103,7 +104,7 @@ def _section(err: SpaceErrors, name: str, value: Any, rules: dict[str, Rule]) ->
     for key, v in value.items():
         if key not in rules:
             err(f"{name}.{key}", f"unknown key{did_you_mean(key, rules)}; allowed: {list(rules)}")
-        if name == "data" and key == "dataset" and v not in DATASETS:
+        if name == "data" and key == "dataset" and isinstance(v, str) and v not in DATASETS:
             continue  # named with a suggestion by the caller
         if not accepts(rules[key], v):
             err(f"{name}.{key}", f"expected {rules[key][1]}, got {v!r}")
@@ -181,23 +182,9 @@ def _constraints(err: SpaceErrors, value: Any) -> dict[str, tuple]:
 
 def load_space(path: str | Path) -> Space:
     """Read and validate a space YAML file. Raises SpaceError with file and key path."""
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise SpaceError(str(p), "<file>", "no such file" if not p.exists() else "not a file")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<yaml>"
-        position = getattr(e, "position", None)  # yaml.reader.ReaderError has no mark
-        if mark is None and isinstance(position, int):
-            where = f"character {position + 1}"
-        problem = getattr(e, "problem", None) or str(e).strip().split("\n")[0]
-        raise SpaceError(
-            str(p), where, "YAML syntax error: " + " ".join(str(problem).split())
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpaceError(str(p), "<file>", f"cannot read: {e}") from None
+        data = read_yaml(p)
+    except DocumentError as e:
+        raise SpaceError(str(p), e.where, e.message) from None
     return parse_space(data, source=str(p), root=p.parent)

@@ -62,14 +62,32 @@ def cifar10(cfg: DataConfig):
     return images, np.concatenate(ys)
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Loads the published batches (a dict of bytes, lists and numpy arrays) and nothing else: any
+    other global (``os.system``, ``builtins.eval``, ...) is refused before it is looked up."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3 (harmless)
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
 def read_cifar_batch(file: Path):
     import numpy as np
 
     expected = "a pickled dict with b'data' uint8 (N, 3072) and b'labels' (N,)"
     try:
         with open(file, "rb") as f:
-            # NOTE: pickle is the format CIFAR-10 ships in; only load folders you trust.
-            d = pickle.load(f, encoding="bytes")
+            # pickle is the format CIFAR-10 ships in: only the classes of that format are loaded
+            d = _CifarUnpickler(f, encoding="bytes").load()
         data, labels = d[b"data"], np.asarray(d[b"labels"], dtype=np.int64)
         ok = isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
         ok = ok and data.shape[1] == 3072 and labels.shape == (len(data),)
