@@ -424,3 +424,33 @@ def test_whole_model_golden_counts() -> None:
         head = 2 * 512 + 512 * 1000 + 1000
         total = _stage_sum(zip((3, 4, 8, 3), [[b] for b in blocks])) + embeds + head
         assert total == 20_633_643  # Container-Light
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_grn_equals_the_official_formula_in_float64(channels_last: bool) -> None:
+    """The fused form x * (1 + gamma * Nx) + beta against the official code's
+    gamma * (X * Nx) + beta + X, in float64 (stays float64: no fp32 round trip)."""
+    torch.manual_seed(0)
+    grn = GRN(16, channels_last=channels_last).double()
+    with torch.no_grad():
+        grn.gamma.normal_()
+        grn.beta.normal_()
+    shape = (3, 9, 9, 16) if channels_last else (3, 16, 9, 9)
+    x = torch.randn(shape, dtype=torch.float64)
+    spatial, channel = ((1, 2), -1) if channels_last else ((2, 3), 1)
+    gx = torch.norm(x, p=2, dim=spatial, keepdim=True)
+    nx = gx / (gx.mean(dim=channel, keepdim=True) + 1e-6)
+    official = grn.gamma * (x * nx) + grn.beta + x
+    y = grn(x)
+    assert y.dtype == torch.float64
+    assert (y - official).abs().max().item() <= 1e-12
+
+
+def test_grn_half_precision_does_not_overflow() -> None:
+    """fp16: a 64x64 map of 1200s has an L2 norm of 76,800 > fp16's 65,504 (norm taken in fp32)."""
+    grn = GRN(8).half()
+    with torch.no_grad():
+        grn.gamma.fill_(0.5)
+    y = grn(torch.full((1, 64, 64, 8), 1200.0, dtype=torch.float16))
+    assert y.dtype == torch.float16 and torch.isfinite(y).all()
+    assert torch.allclose(y.float(), torch.full_like(y.float(), 1200.0 * 1.5), rtol=1e-2)

@@ -111,7 +111,6 @@ class TableCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._write(trial, trials)
-        prune_checkpoints(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         text = ""
@@ -120,25 +119,3 @@ class TableCallback(tune.Callback):
         last = text.strip().splitlines()[-1] if text.strip() else "the trial's worker failed"
         status = "oom" if is_oom(text) else "error"
         self._write(trial, trials, status=status, reason=last[:500])
-
-
-def prune_checkpoints(trial) -> None:
-    """Keep only a finished trial's last checkpoint (``nas export`` reads it). While a trial runs,
-    Tune keeps every epoch's checkpoint (``num_to_keep=None``): with fewer, a driver killed right
-    after Tune deleted the checkpoint its last saved state names could not restore the trial."""
-    import pyarrow.fs as pafs
-
-    storage = getattr(trial, "storage", None)
-    if storage is None or trial.path is None:
-        return
-    fs = storage.storage_filesystem
-    try:
-        found = fs.get_file_info(pafs.FileSelector(trial.path, recursive=False))
-    except OSError:
-        return
-    checkpoints = sorted(i.path for i in found if i.base_name.startswith("checkpoint_"))
-    for old in checkpoints[:-1]:
-        try:
-            fs.delete_dir(old)
-        except OSError:
-            pass  # a leftover checkpoint costs disk space, never a row

@@ -23,7 +23,12 @@ from nas.campaign.progress import Progress
 from nas.campaign.runner import Runner, load_runner
 from nas.campaign.search import make_scheduler, make_searcher
 from nas.campaign.services import ServiceNames, start_services, stop_services
-from nas.campaign.storage import experiment_location, is_uri, storage_location
+from nas.campaign.storage import (
+    experiment_location,
+    is_uri,
+    prune_checkpoints,
+    storage_location,
+)
 from nas.campaign.table import CampaignTable
 from nas.campaign.trainable import trainable_with_resources
 from nas.campaign.trial import TrialSpec, trial_run_key
@@ -175,6 +180,7 @@ def run_campaign(
         _fit(_tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, watch))
     finally:
         stop_services(ServiceNames(**spec.services))
+    prune_checkpoints(location)
     return folder
 
 
@@ -224,7 +230,7 @@ def _tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, progre
             storage_path=storage_location(runner.storage_path, folder),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=runner.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # pruned at the end
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # pruned when the run ends
             callbacks=[table],
         ),
     )
@@ -286,6 +292,7 @@ def resume_campaign(
         _fit(tuner)
     finally:
         stop_services(ServiceNames(**spec.services))
+    prune_checkpoints(experiment)
     return folder
 
 
