@@ -11,7 +11,18 @@ from nas.bench import BENCHES, format_result, kendall_tau, run_bench
 from nas.bench.cost import bench_cost
 from nas.errors import UserError
 
-NAMES = {"campaign", "cost", "latency", "reparam", "revcol", "kernels", "grn", "trainer", "all"}
+NAMES = {
+    "campaign",
+    "cost",
+    "latency",
+    "reparam",
+    "revcol",
+    "kernels",
+    "grn",
+    "trainer",
+    "gpu",
+    "all",
+}
 
 
 def test_registry_lists_every_benchmark():
@@ -73,3 +84,19 @@ def test_cost_bench_tiny_agrees_with_full_measurement():
     assert figures["fast_per_s"] > 0 and figures["speedup"] > 0
     assert [t["label"] for t in res["targets"]][-1] == "fast_per_s"
     assert all(set(t) == {"label", "value", "text", "met"} for t in res["targets"])
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="checks the no-GPU path (CI has no GPU)"
+)
+def test_the_gpu_check_says_skipped_in_one_line_without_a_gpu(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "nas.cli", "bench", "gpu"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == "bench gpu: skipped: no CUDA GPU here: nothing to check\n"

@@ -221,6 +221,27 @@ def test_demo_runs_a_campaign_of_the_quickstart_space(monkeypatch, tmp_path, cap
     assert "data:image/png;base64," in (tmp_path / "quickstart" / "report.html").read_text()
 
 
+@pytest.mark.heavy
+def test_the_real_demo_trains_well(tmp_path):
+    """`nas demo` for real, on four of its candidates (the whole demo is eight; `make demo`):
+    the quickstart space's training budget gives a median validation accuracy >= 0.95."""
+    import statistics
+    import subprocess
+    import sys
+
+    from nas.campaign.table import read_table
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "demo", "-n", "4", "--results", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = read_table(tmp_path / "quickstart")
+    assert len(df) == 4 and (df["status"] == "ok").all()
+    assert statistics.median(df["val_acc"]) >= 0.95, df[["candidate_id", "val_acc"]]
+    assert "report: " in proc.stdout and (tmp_path / "quickstart" / "report.html").is_file()
+
+
 # ---------------------------------------------------------------------- help and flags
 def test_help_subprocess():
     proc = _run("--help")

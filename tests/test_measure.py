@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import nas
+from nas.errors import UserError
 from nas.measure import (
     ROW_KEYS,
     LatencyProtocol,
@@ -23,6 +24,7 @@ from nas.measure import (
     measure_latency,
 )
 from nas.models.blocks import AffinityMixer
+from nas.space.candidate import Candidate, load_candidate
 from tests.conftest import PRESETS, ROOT
 
 
@@ -126,7 +128,7 @@ def test_measurement_row_has_every_key_and_provenance():
     assert row["status"] == "ok" and row["candidate_id"] == c.id
     assert row["device"] == "cpu" and row["threads"] == 1 and row["dtype"] == "float32"
     assert row["torch_version"] == torch.__version__
-    assert row["warmup_iters"] >= 10 and row["timed_iters"] == 30
+    assert row["warmup_iters"] >= 10 and row["timed_iters"] == 30 * row["latency_rounds"] >= 150
     assert 0 < row["latency_ms_p50"] <= row["latency_ms_p90"] and row["latency_cv"] >= 0
     assert row["train_saved_bytes"] > 0 and row["train_peak_bytes"] is None  # CPU: no CUDA peak
     assert row["throughput_images_per_s"] > 0
@@ -217,3 +219,66 @@ def test_cli_sample_with_constraints():
         cost = fast_cost(nas.Candidate.from_dict(json.loads(line)["candidate"]))
         assert cost["params"] / 1e6 <= space.constraints["params_m"][1]
         assert cost["macs"] / 1e6 <= space.constraints["macs_m"][1]
+
+
+def test_memory_columns_follow_the_memory_batch():
+    """Training memory is measured at the batch asked for (a campaign: the training batch)."""
+    from nas.measure import LatencyProtocol, measure_candidate
+
+    c = Candidate.from_params({"width": 8, "depths": [1, 1, 1, 1], "image_size": 32},
+                              base=load_candidate(PRESETS / "convnextv2_atto.yaml"))  # fmt: skip
+    proto = LatencyProtocol(image_size=32)
+    small = measure_candidate(c, proto=proto, latency=False, memory_batch=2)
+    large = measure_candidate(c, proto=proto, latency=False, memory_batch=16)
+    assert small["train_batch"] == 2 and large["train_batch"] == 16
+    assert large["train_saved_bytes"] > 6 * small["train_saved_bytes"]
+
+
+def test_a_one_channel_candidate_measures_and_trains():
+    """in_chans 1: the latency input has one channel; in a campaign trial the 3-channel digits
+    become one grey channel."""
+    from nas.campaign.trial import TrialSpec, run_trial
+    from nas.measure import LatencyProtocol, measure_candidate
+
+    c = Candidate.from_params({"width": 8, "depths": [1, 1, 1, 1], "image_size": 32,
+                               "in_chans": 1, "num_classes": 10},
+                              base=load_candidate(PRESETS / "convnextv2_atto.yaml"))  # fmt: skip
+    row = measure_candidate(c, proto=LatencyProtocol(image_size=32, timed_iters=3, warmup_s=0))
+    assert row["status"] == "ok" and row["latency_ms_p50"] > 0
+    spec = TrialSpec(campaign="t", mode="survey", data={"dataset": "digits", "limit": 300},
+                     train={"epochs": 1, "batch_size": 64}, latency_inline=False)  # fmt: skip
+    trial = run_trial(spec, c, trial_id="one", seed=0)
+    assert trial["status"] == "ok" and trial["epochs"] == 1 and trial["val_acc"] is not None
+    assert trial["train_batch"] == 64  # memory at the training batch
+
+
+def test_runner_measurement_settings_are_parsed_and_recorded(tmp_path):
+    from nas.campaign.runner import load_runner
+
+    path = tmp_path / "r.yaml"
+    path.write_text("latency: {batch: 8, dtype: bfloat16, channels_last: false, threads: 2}\n"
+                    "memory: {batch: 32}\n")  # fmt: skip
+    r = load_runner(path)
+    assert r.latency_settings() == {"batch": 8, "dtype": "bfloat16", "channels_last": False,
+                                    "threads": 2}  # fmt: skip
+    assert r.memory_batch == 32 and r.latency_service()
+    path.write_text("latency: {dtype: float64}\n")
+    with pytest.raises(UserError, match="latency.dtype: expected one of"):
+        load_runner(path)
+
+
+def test_latency_rounds_and_interval():
+    """The figure is the median of round medians, bracketed by an order-statistic interval."""
+    from nas.measure.latency import _interval, _summary
+
+    assert _interval([1.0, 2.0, 3.0, 4.0, 5.0]) == (1.0, 3.0, 5.0)  # 93.75% with 5 rounds
+    assert _interval([float(i) for i in range(1, 16)]) == (4.0, 8.0, 12.0)  # 96.5% with 15
+    rounds = [[1.0, 1.1, 9.0], [1.2, 1.0, 1.1], [1.05, 1.0, 1.3], [1.1, 1.1, 1.1], [1.0, 1.4, 1.2]]
+    s = _summary(rounds)
+    assert s["latency_ms_p50"] == 1.1 and s["latency_rounds"] == 5 and s["timed_iters"] == 15
+    assert s["latency_ci_low_ms"] == 1.05 and s["latency_ci_high_ms"] == 1.2  # 9.0 does not move it
+    model = nn.Conv2d(3, 8, 3)
+    proto = LatencyProtocol(image_size=16, warmup_s=0.05, warmup_max_s=0.5)
+    r = measure_latency(model, proto)
+    assert 5 <= r["latency_rounds"] <= 15 and r["timed_iters"] == 10 * r["latency_rounds"]
+    assert r["latency_ci_low_ms"] <= r["latency_ms_p50"] <= r["latency_ci_high_ms"]

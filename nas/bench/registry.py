@@ -17,6 +17,7 @@ import torch
 from nas.bench.campaign import bench as bench_campaign
 from nas.bench.common import CPU_THREADS
 from nas.bench.cost import bench_cost
+from nas.bench.gpu import bench as bench_gpu
 from nas.bench.grn import bench_grn
 from nas.bench.kernels import bench_kernels
 from nas.bench.latency import bench_latency
@@ -41,6 +42,7 @@ BENCHES: dict[str, Callable[..., dict]] = {
     "grn": bench_grn,
     "trainer": bench_trainer,
     "campaign": bench_campaign,
+    "gpu": bench_gpu,
     "all": lambda quick, device="cpu": run_bench("all", quick=quick, device=device),
 }
 
@@ -101,6 +103,8 @@ def format_result(name: str, result: dict) -> list[str]:
     list: ``label value (target text: met|MISSED|n/a)``. ``all``: every benchmark's lines."""
     if name == "all" and "figures" not in result:
         return [line for k, r in result.items() for line in format_result(k, r)]
+    if result.get("skipped"):
+        return [f"bench {name}: skipped: {result['skipped']}"]
     prov = result.get("provenance", {})
     lines = [
         f"bench {name} ({'quick' if prov.get('quick') else 'full'}, {prov.get('device', '?')}, "

@@ -55,6 +55,8 @@ def _spec(
         objectives=dict(space.objectives),
         constraints=dict(space.constraints),
         latency_inline=runner.latency_inline(),
+        latency=runner.latency_settings(),
+        memory_batch=runner.memory_batch,
         threads=max(1, int(runner.cpus_per_trial)),
         device=runner.device,
     )

@@ -20,7 +20,8 @@ from nas.errors import SpaceError, did_you_mean
 __all__ = ["Runner", "load_runner", "LATENCY_POLICIES", "SCHEDULERS"]
 
 LATENCY_POLICIES = ("auto", "service", "inline", "off", "serial")  # serial: old name of service
-LATENCY_KEYS = ("mode", "cpus", "gpus", "threads", "resources")
+LATENCY_KEYS = ("mode", "cpus", "gpus", "threads", "resources", "batch", "dtype", "channels_last")
+DTYPES = ("float32", "bfloat16", "float16")
 SCHEDULERS = (None, *vocab.SCHEDULERS)
 _SAMPLERS = (None, *vocab.SAMPLERS)
 
@@ -44,6 +45,10 @@ class Runner:
     latency_gpus: float | None = None  # default: 1 with device cuda, else 0
     latency_threads_: int | None = None  # pinned threads while timing (default 1)
     latency_resources: tuple = ()  # extra Ray resources of the service, e.g. (("latency_node", 1),)
+    latency_batch: int = 1  # the protocol: batch, autocast dtype (CUDA), memory layout
+    latency_dtype: str = "float32"
+    latency_channels_last: bool = True
+    memory_batch: int | None = None  # training memory measured at this batch (default: train's)
     sampler: str | None = None  # overrides the space's sampler in `nas search`
     scheduler: str | None = None  # asha | hyperband on val_acc (search)
     device: str = "cpu"
@@ -69,6 +74,15 @@ class Runner:
     def latency_threads(self) -> int:
         return self.latency_threads_ or 1
 
+    def latency_settings(self) -> dict[str, Any]:
+        """The latency protocol's settings (``nas.measure.latency.LatencyProtocol`` fields)."""
+        return {
+            "batch": self.latency_batch,
+            "dtype": self.latency_dtype,
+            "channels_last": self.latency_channels_last,
+            "threads": self.latency_threads(),
+        }
+
     def latency_placement(self) -> dict[str, Any]:
         """Ray actor options of the latency service: the cores (or GPU) it reserves."""
         gpus = self.latency_gpus if self.latency_gpus is not None else float(self.device == "cuda")
@@ -87,6 +101,7 @@ _FIELDS = {
     "reuse_actors": (bool,),
     "storage_path": (str, type(None)),
     "latency": (str,),
+    "memory": (Mapping,),
     "sampler": (str, type(None)),
     "scheduler": (str, type(None)),
     "device": (str,),
@@ -110,6 +125,8 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
     extra = {}
     if isinstance(data.get("latency"), Mapping):
         extra = _latency_options(data.pop("latency"), source=source)
+    if "memory" in data:
+        extra.update(_memory_options(data.pop("memory"), source=source))
     for key, value in data.items():
         if key not in _FIELDS:
             raise SpaceError(
@@ -149,7 +166,8 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
 
 
 def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
-    """``latency: {mode, cpus, gpus, threads, resources}`` -> Runner fields."""
+    """``latency: {mode, cpus, gpus, threads, resources, batch, dtype, channels_last}`` -> Runner
+    fields."""
     out: dict[str, Any] = {}
     for key, v in value.items():
         if key not in LATENCY_KEYS:
@@ -171,15 +189,37 @@ def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
                     source, "latency.resources", f"expected {{name: amount > 0}}, got {v!r}"
                 )
             out["latency_resources"] = tuple(sorted((str(k), float(n)) for k, n in v.items()))
-        elif key == "threads" and not (number and isinstance(v, int) and v >= 1):
-            raise SpaceError(source, "latency.threads", f"expected an integer >= 1, got {v!r}")
+        elif key in ("threads", "batch"):
+            if not (number and isinstance(v, int) and v >= 1):
+                raise SpaceError(source, f"latency.{key}", f"expected an integer >= 1, got {v!r}")
+            out["latency_threads_" if key == "threads" else "latency_batch"] = v
+        elif key == "dtype":
+            if v not in DTYPES:
+                raise SpaceError(
+                    source, "latency.dtype", f"expected one of {list(DTYPES)}, got {v!r}"
+                )
+            out["latency_dtype"] = v
+        elif key == "channels_last":
+            if not isinstance(v, bool):
+                raise SpaceError(
+                    source, "latency.channels_last", f"expected true or false, got {v!r}"
+                )
+            out["latency_channels_last"] = v
         elif not number:
             raise SpaceError(source, f"latency.{key}", f"expected a number >= 0, got {v!r}")
         else:
-            out[
-                {"cpus": "latency_cpus", "gpus": "latency_gpus", "threads": "latency_threads_"}[key]
-            ] = v
+            out["latency_cpus" if key == "cpus" else "latency_gpus"] = v
     return out
+
+
+def _memory_options(value: Any, *, source: str) -> dict[str, Any]:
+    """``memory: {batch: N}`` (default: the training batch) -> Runner fields."""
+    if not isinstance(value, Mapping) or set(value) - {"batch"}:
+        raise SpaceError(source, "memory", f"expected a mapping {{batch: N}}, got {value!r}")
+    batch = value.get("batch")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise SpaceError(source, "memory.batch", f"expected an integer >= 1, got {batch!r}")
+    return {"memory_batch": batch}
 
 
 def load_runner(path: str | Path | None) -> Runner:

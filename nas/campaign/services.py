@@ -42,8 +42,9 @@ class LatencyService:
     """One model at a time: ``measure`` builds the candidate's deploy form and times it under the
     campaign's protocol with ``threads`` pinned threads."""
 
-    def __init__(self, *, device: str, threads: int):
-        self.device, self.threads = device, threads
+    def __init__(self, *, device: str, settings: dict[str, Any]):
+        self.device, self.settings = device, dict(settings)
+        self.threads = int(settings.get("threads", 1))
         self.cache: dict[tuple, dict[str, Any]] = {}
 
     def where(self) -> dict[str, Any]:
@@ -67,7 +68,9 @@ class LatencyService:
         from nas.space.candidate import Candidate
 
         c = Candidate.from_dict(dict(candidate))
-        proto = LatencyProtocol(device=self.device, image_size=c.image_size, threads=self.threads)
+        proto = LatencyProtocol(
+            device=self.device, image_size=c.image_size, in_chans=c.in_chans, **self.settings
+        )
         key = (c.id, proto)
         if key not in self.cache:
             t0 = time.perf_counter()
@@ -133,7 +136,7 @@ def start_services(
             options["scheduling_strategy"] = here
         service = ray.remote(LatencyService).options(**options)
         actor = _HANDLES[names.latency] = service.remote(
-            device=runner.device, threads=runner.latency_threads()
+            device=runner.device, settings=runner.latency_settings()
         )
         try:
             ray.get(actor.where.remote(), timeout=runner.connect_timeout_s * 4)

@@ -42,6 +42,8 @@ class TrialSpec:
     threads: int = 1
     device: str = "cpu"
     services: dict = field(default_factory=dict)  # Ray actor names: latency, ledger
+    latency: dict = field(default_factory=dict)  # protocol settings: batch, dtype, channels_last
+    memory_batch: int | None = None  # training memory at this batch (default: the train batch)
 
 
 def measured_objectives(row: Mapping[str, Any], objectives: Mapping[str, str]) -> dict[str, float]:
@@ -128,10 +130,12 @@ def _measure(spec: TrialSpec, candidate: Candidate, row: dict, latency) -> bool:
     costs = cost_columns(fast_cost(candidate))
     row.update(costs)
     violations = check_constraints(costs, spec.constraints)
-    proto = LatencyProtocol(
-        device=spec.device, image_size=candidate.image_size, threads=spec.threads
+    settings = {"threads": spec.threads, **spec.latency}
+    proto = LatencyProtocol(device=spec.device, image_size=candidate.image_size, **settings)
+    batch = spec.memory_batch or int(spec.train.get("batch_size", 128))
+    measured = measure_candidate(
+        candidate, proto=proto, latency=spec.latency_inline, memory_batch=batch
     )
-    measured = measure_candidate(candidate, proto=proto, latency=spec.latency_inline)
     row.update({k: v for k, v in measured.items() if k not in ("status", "error")})
     row["latency_source"] = "inline" if spec.latency_inline else None
     if measured["status"] != "ok":
@@ -184,7 +188,7 @@ def _train(
     data_cfg = DataConfig.from_dict(
         {**spec.data, "image_size": candidate.image_size}, source="data"
     )
-    data = load_data(data_cfg)
+    data = load_data(data_cfg).with_channels(candidate.in_chans)
     torch.set_num_threads(max(1, spec.threads))
     torch.manual_seed(cfg.seed)
     model = build_model(candidate)

@@ -226,7 +226,7 @@ def cmd_train(args) -> int:
         {"epochs": args.epochs, "seed": args.seed, "device": args.device, **overrides},
         source="flags",
     )
-    data = load_data(data_cfg)
+    data = load_data(data_cfg).with_channels(candidate.in_chans)
     candidate = Candidate.from_params(
         {"num_classes": data.num_classes, "image_size": args.image_size}, base=candidate
     )

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -36,6 +37,9 @@ ROW_KEYS = (
     "latency_ms_p50",
     "latency_ms_p90",
     "latency_cv",
+    "latency_ci_low_ms",
+    "latency_ci_high_ms",
+    "latency_rounds",
     "latency_batch",
     "train_saved_bytes",
     "train_peak_bytes",
@@ -99,11 +103,15 @@ def _train_peak_bytes(model: nn.Module, x: torch.Tensor) -> int | None:
     return int(torch.cuda.max_memory_allocated(x.device))
 
 
-def _memory(model: nn.Module, candidate: Candidate, proto: LatencyProtocol) -> dict[str, Any]:
-    """Training memory of one step: bytes saved for backward, and the CUDA peak on GPU."""
+def _memory(
+    model: nn.Module, candidate: Candidate, proto: LatencyProtocol, batch: int | None
+) -> dict[str, Any]:
+    """Training memory of one step at ``batch`` (default: the latency batch, at least 2):
+    bytes saved for backward, and the CUDA peak on GPU."""
     from nas.measure.memory import saved_bytes
 
-    xt = torch.randn(max(2, proto.batch), candidate.in_chans, proto.image_size, proto.image_size)
+    batch = batch or max(2, proto.batch)
+    xt = torch.randn(batch, candidate.in_chans, proto.image_size, proto.image_size)
     return {
         "train_saved_bytes": saved_bytes(model, xt),
         "train_batch": xt.shape[0],
@@ -118,12 +126,15 @@ def measure_candidate(
     latency: bool = True,
     memory: bool = True,
     throughput_batch: int | None = None,
+    memory_batch: int | None = None,
 ) -> dict[str, Any]:
     """One measurement row (``ROW_KEYS`` and a few extras). Failures end up in the row
     (``status`` = ``oom`` or ``error`` with ``error``), never as an exception."""
     from nas.models.build import build_model, reparameterize
 
-    proto = proto or LatencyProtocol(image_size=candidate.image_size)
+    proto = dataclasses.replace(
+        proto or LatencyProtocol(image_size=candidate.image_size), in_chans=candidate.in_chans
+    )
     t0 = time.perf_counter()
     row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
     row.update(
@@ -149,7 +160,7 @@ def measure_candidate(
         row["macs_deploy"], uncounted_deploy = count_macs(deploy, x)
         row["uncounted_ops"] = sorted(set(uncounted) | set(uncounted_deploy))
         if memory:
-            row.update(_memory(model, candidate, proto))
+            row.update(_memory(model, candidate, proto, memory_batch))
         if latency:
             row.update(measure_latency(deploy, proto, key=candidate.id))
             if throughput_batch:

@@ -78,6 +78,30 @@ class DataSplits:
         moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "val_x", "val_y")}
         return dataclasses.replace(self, **moved)
 
+    def with_channels(self, in_chans: int) -> DataSplits:
+        """The same splits with ``in_chans`` image channels, for a candidate whose stem takes a
+        different number: 3 -> 1 by the channel mean (grayscale; digits are gray already), 1 -> n
+        by repetition. Datasets read from a folder must match the candidate as they are."""
+        if in_chans == self.in_chans:
+            return self
+        if self.train_set is not None or (in_chans != 1 and self.in_chans != 1):
+            raise UserError(
+                f"data: the candidate takes in_chans={in_chans} images, {self.name} has "
+                f"{self.in_chans} channels (converted only between 1 and n for in-memory sets)"
+            )
+
+        def convert(x):
+            return x.mean(dim=1, keepdim=True) if in_chans == 1 else x.repeat(1, in_chans, 1, 1)
+
+        mean = (sum(self.mean) / len(self.mean),) if in_chans == 1 and self.mean else self.mean
+        std = (sum(self.std) / len(self.std),) if in_chans == 1 and self.std else self.std
+        if in_chans != 1 and self.mean:
+            mean, std = self.mean * in_chans, self.std * in_chans
+        return dataclasses.replace(
+            self, train_x=convert(self.train_x), val_x=convert(self.val_x), in_chans=in_chans,
+            mean=mean, std=std,
+        )  # fmt: skip
+
     def batches(
         self, split: str, batch_size: int, *, generator: torch.Generator | None, device
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
