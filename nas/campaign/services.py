@@ -100,6 +100,10 @@ class Ledger:
         if finished and row.get("run_key"):
             self.rows.setdefault(row["run_key"], dict(row))
 
+    def add_many(self, rows: list[dict[str, Any]], finished: list[bool]) -> None:
+        for row, done in zip(rows, finished):
+            self.add(row, done)
+
     def existing(self, trial_id: str) -> dict[str, Any] | None:
         """Status and measured objective values of a trial already in the table (None: not
         there)."""
@@ -128,7 +132,8 @@ def start_services(
         .remote(objectives)
     )
     _HANDLES[names.ledger] = ledger
-    ray.get([ledger.add.remote(row, row.get("run_key") in finished) for row in table_rows])
+    rows = list(table_rows)
+    ray.get(ledger.add_many.remote(rows, [row.get("run_key") in finished for row in rows]))
     if names.latency:
         place = runner.latency_placement()
         options = dict(name=names.latency, namespace=NAMESPACE, **place)
