@@ -80,16 +80,10 @@ def _check_size(node: Any) -> None:
 
 
 def _load(text: str):
-    """libyaml's C parser when present (fast on long documents); on an error, the pure-Python
-    parser again, whose messages (line, column, problem) the errors quote."""
+    """The pure-Python safe loader: its recursion stops at Python's limit with a RecursionError
+    (libyaml's C composer could overflow the C stack on a deeply nested block document)."""
     import yaml
 
-    fast = getattr(yaml, "CSafeLoader", None)
-    if fast is not None:
-        try:
-            return yaml.load(text, Loader=fast)  # noqa: S506 - CSafeLoader is the safe loader
-        except yaml.YAMLError:
-            pass
     return yaml.safe_load(text)
 
 

@@ -177,3 +177,28 @@ def test_yaml_bombs_and_anchors_are_bounded(capsys, tmp_path):
     path.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
     err = _in_process(capsys, ["validate", str(path)])
     assert "<yaml>: nested deeper than 40 levels" in err
+
+
+def test_objectives_the_runner_cannot_measure(capsys, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE + "objectives: {val_acc: max, latency_ms_p50: min}\n")
+    runner = tmp_path / "runner.yaml"
+    runner.write_text("latency: off\n")
+    err = _in_process(capsys, ["search", str(space), "--name", "s", "--runner", str(runner),
+                               "--results", str(tmp_path / "results")])  # fmt: skip
+    assert (
+        "latency_ms_p50 is an objective or constraint, but runner" in err and "latency: off" in err
+    )
+    space.write_text(SPACE + "constraints: {train_peak_mb: [0, 100]}\n")
+    err = _in_process(capsys, ["survey", str(space), "--name", "s",
+                               "--results", str(tmp_path / "results")])  # fmt: skip
+    assert "train_peak_mb is measured on CUDA only" in err
+    _nothing_written(tmp_path / "results")
+
+
+def test_expression_sum_takes_numbers_only(capsys, tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE + '  head_dim: {derive: "len(sum([[0] * 10**6] * 10**4, []))"}\n')
+    t0 = time.perf_counter()
+    err = _in_process(capsys, ["validate", str(path)])
+    assert time.perf_counter() - t0 < 2 and "space.head_dim" in err

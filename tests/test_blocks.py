@@ -444,6 +444,10 @@ def test_grn_equals_the_official_formula_in_float64(channels_last: bool) -> None
     y = grn(x)
     assert y.dtype == torch.float64
     assert (y - official).abs().max().item() <= 1e-12
+    from nas.models.blocks.grn import _grn_ops  # what a trace (fvcore) records
+
+    traced = _grn_ops(x, grn.gamma, grn.beta, grn.eps, channels_last)
+    assert (traced - y).abs().max().item() <= 1e-15
 
 
 def test_grn_half_precision_does_not_overflow() -> None:
@@ -454,3 +458,36 @@ def test_grn_half_precision_does_not_overflow() -> None:
     y = grn(torch.full((1, 64, 64, 8), 1200.0, dtype=torch.float16))
     assert y.dtype == torch.float16 and torch.isfinite(y).all()
     assert torch.allclose(y.float(), torch.full_like(y.float(), 1200.0 * 1.5), rtol=1e-2)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_grn_backward_is_the_gradient_of_the_official_formula(channels_last: bool) -> None:
+    """GRN's hand-written backward: torch.autograd.gradcheck (finite differences, float64), and
+    equal to autograd through the official formula; an all-zero channel gets finite gradients."""
+    torch.manual_seed(1)
+    grn = GRN(6, channels_last=channels_last).double()
+    with torch.no_grad():
+        grn.gamma.normal_()
+        grn.beta.normal_()
+    shape = (2, 4, 5, 6) if channels_last else (2, 6, 4, 5)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, g, b: grn.__class__.forward(grn, x), (x, grn.gamma, grn.beta)
+    )
+    spatial, channel = ((1, 2), -1) if channels_last else ((2, 3), 1)
+
+    def official(x):
+        gx = torch.norm(x, p=2, dim=spatial, keepdim=True)
+        nx = gx / (gx.mean(dim=channel, keepdim=True) + 1e-6)
+        return grn.gamma * (x * nx) + grn.beta + x
+
+    dy = torch.randn(shape, dtype=torch.float64)
+    ours = torch.autograd.grad(grn(x), (x, grn.gamma, grn.beta), dy)
+    ref = torch.autograd.grad(official(x), (x, grn.gamma, grn.beta), dy)
+    for a, b in zip(ours, ref):
+        assert (a - b).abs().max().item() <= 1e-12
+    z = x.detach().clone()
+    (z[..., 0] if channels_last else z[:, 0]).zero_()
+    z.requires_grad_(True)
+    (gz,) = torch.autograd.grad(grn(z).sum(), (z,))
+    assert torch.isfinite(gz).all()

@@ -188,3 +188,21 @@ def test_a_trial_that_fits_no_node_subprocess(files):
     assert "the largest of the cluster's 1 node(s) has 2 CPU" in line
     assert time.perf_counter() - t0 < 60
     assert not (tmp / "results" / "c" / "trials.parquet").exists()
+
+
+@pytest.mark.heavy
+def test_a_latency_service_that_leaves_no_room_for_a_trial(files):
+    """2 CPUs, 2-CPU trials and a 1-CPU latency service: no trial could ever start."""
+    tmp, space = files
+    runner = tmp / "runner.yaml"
+    runner.write_text("name: tight\nnum_cpus: 2\ncpus_per_trial: 2\nobject_store_mb: 128\n")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "survey", str(space), "--name", "c", "-n", "2",
+         "--runner", str(runner), "--results", str(tmp / "results")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = _one_line_error(proc.stderr, "survey")
+    assert "runner 'tight': latency: the latency service reserves 1 CPU, 0 GPU" in line

@@ -13,6 +13,7 @@ from ray import tune
 from nas.campaign.table import CampaignTable
 from nas.errors import UserError, is_oom
 from nas.space.candidate import Candidate
+from nas.train.trainer import TrainConfig
 from nas.vocab import FINISHED_STATUSES
 
 __all__ = ["TableCallback", "WRITE_ERRORS"]
@@ -53,8 +54,8 @@ class TableCallback(tune.Callback):
             if status is not None:  # the worker died after a report
                 row.update(status=status, reason=reason)
             elif result.get("_partial"):  # stopped by the scheduler after an epoch
-                planned = row.get("train.epochs")
-                if planned is not None and row["epochs"] < planned:
+                planned = row.get("train.epochs") or TrainConfig.epochs
+                if row["epochs"] < planned:
                     row["status"] = "stopped"
                     row["reason"] = (
                         f"stopped early by the scheduler after {row['epochs']} of {planned} epochs"

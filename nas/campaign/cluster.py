@@ -70,21 +70,47 @@ def _check_reachable(address: str | None, runner: Runner) -> None:
 
 def check_fits(runner: Runner) -> None:
     """Fail now, with one line, when no node of the cluster can ever run one trial (Ray would
-    wait for such a node forever). Names the runner key and the largest node's resources."""
+    wait for such a node forever): names the runner key and the largest node's resources. The
+    latency service's reservation counts: it must leave room for a trial on some node."""
     import ray
 
     need = {"CPU": runner.cpus_per_trial, "GPU": runner.gpus_per_trial}
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    if any(all(node.get(k, 0) >= v for k, v in need.items() if v) for node in nodes):
+    fits = [i for i, node in enumerate(nodes) if _fits(node, need)]
+    if not fits:
+        largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+        key = (
+            "gpus_per_trial" if runner.gpus_per_trial > largest.get("GPU", 0) else "cpus_per_trial"
+        )
+        raise UserError(
+            f"runner {runner.name!r}: {key}: a trial needs {runner.cpus_per_trial:g} CPU and "
+            f"{runner.gpus_per_trial:g} GPU, but the largest of the cluster's {len(nodes)} "
+            f"node(s) has {_describe(largest)}; no trial could ever start"
+        )
+    if not runner.latency_service():
         return
-    largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
-    key = "gpus_per_trial" if runner.gpus_per_trial > largest.get("GPU", 0) else "cpus_per_trial"
-    have = f"{largest.get('CPU', 0):g} CPU, {largest.get('GPU', 0):g} GPU"
+    place = runner.latency_placement()
+    service = {"CPU": place["num_cpus"], "GPU": place["num_gpus"], **place["resources"]}
+    for i, node in enumerate(nodes):
+        if not _fits(node, service):
+            continue
+        left = {k: node.get(k, 0) - service.get(k, 0) for k in node}
+        if _fits(left, need) or any(j != i for j in fits):
+            return
     raise UserError(
-        f"runner {runner.name!r}: {key}: a trial needs {runner.cpus_per_trial:g} CPU and "
-        f"{runner.gpus_per_trial:g} GPU, but the largest of the cluster's {len(nodes)} node(s) "
-        f"has {have}; no trial could ever start"
+        f"runner {runner.name!r}: latency: the latency service reserves {_describe(service)}, "
+        f"after which no node can run a trial ({runner.cpus_per_trial:g} CPU, "
+        f"{runner.gpus_per_trial:g} GPU); give the service less (e.g. latency: {{gpus: 0.25}}), "
+        "use latency: inline, or add a node"
     )
+
+
+def _fits(node: dict, need: dict) -> bool:
+    return all(node.get(k, 0) >= v for k, v in need.items() if v)
+
+
+def _describe(resources: dict) -> str:
+    return f"{resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU"
 
 
 def _local_cpus(runner: Runner) -> int:

@@ -36,11 +36,22 @@ class TruthfulOptunaSearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         metric = self.metric if isinstance(self.metric, str) else None
-        if metric is not None and metric in result and "epoch" in result:
-            super().on_trial_result(trial_id, result)  # intermediate values (one objective)
+        if metric is None or metric not in result or "epoch" not in result:
+            return
+        if trial_id in self._completed_trials or self._told(trial_id):
+            return  # told before a driver crash; its restarted run only catches up
+        super().on_trial_result(trial_id, result)  # intermediate values (one objective)
+
+    def _told(self, trial_id: str) -> bool:
+        """Whether Optuna already finished this trial (a searcher state older than the study)."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None:
+            return True  # unknown to this searcher: nothing to tell
+        return self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished()  # noqa: SLF001
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in self._completed_trials or self._told(trial_id):
+            self._completed_trials.add(trial_id)
             return
         result = result or {}
         state = optuna_state(result, error)
@@ -49,10 +60,6 @@ class TruthfulOptunaSearch(OptunaSearch):
         if state == "COMPLETE" and any(v is None for v in values):
             state = "FAIL"  # an objective was not measured: nothing to learn from
         ot_trial = self._ot_trials[trial_id]
-        stored = self._ot_study._storage.get_trial(ot_trial._trial_id)  # noqa: SLF001
-        if stored.state.is_finished():  # told before a driver crash (searcher state is older)
-            self._completed_trials.add(trial_id)
-            return
         ot_trial.set_user_attr("tune_trial_id", trial_id)
         ot_trial.set_user_attr("status", result.get("status") or state.lower())
         self._ot_study.tell(

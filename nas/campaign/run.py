@@ -31,7 +31,7 @@ from nas.campaign.storage import (
 )
 from nas.campaign.table import CampaignTable
 from nas.campaign.trainable import trainable_with_resources
-from nas.campaign.trial import TrialSpec, trial_run_key
+from nas.campaign.trial import TrialSpec, planned_epochs, trial_run_key
 from nas.errors import UserError, path_component
 from nas.space.candidate import Candidate, load_candidate
 from nas.space.parse import load_space
@@ -66,6 +66,23 @@ def _write_manifest(folder: Path, data: dict) -> None:
     tmp = folder / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(data, indent=2, default=str))
     os.replace(tmp, folder / MANIFEST)
+
+
+def _check_measurable(space: Space, runner: Runner) -> None:
+    """An objective or constraint this runner cannot measure would fail every trial silently."""
+    wanted = {**space.objectives, **space.constraints}
+    if runner.latency == "off":
+        for col in ("latency_ms_p50", "latency_ms_p90"):
+            if col in wanted:
+                raise UserError(
+                    f"{space.source}: {col} is an objective or constraint, but runner "
+                    f"{runner.name!r} has latency: off; turn latency on or drop {col}"
+                )
+    if "train_peak_mb" in wanted and runner.device != "cuda":
+        raise UserError(
+            f"{space.source}: train_peak_mb is measured on CUDA only, runner {runner.name!r} "
+            "trains on the CPU; use train_saved_mb (bytes saved for backward) instead"
+        )
 
 
 def _campaign_folder(results: str, name: str) -> Path:
@@ -148,6 +165,7 @@ def run_campaign(
     if mode not in MODES:
         raise UserError(f"mode: expected one of {list(MODES)}, got {mode!r}")
     space, runner = load_space(space_path), load_runner(runner_path)
+    _check_measurable(space, runner)
     folder = _campaign_folder(results, name)
     table = CampaignTable(folder)  # reads an existing table; writes nothing
     done = set() if retrain else table.done_keys()
@@ -176,7 +194,7 @@ def run_campaign(
         _write_manifest(folder, manifest)
         return folder
     _write_manifest(folder, manifest)
-    spec = _with_services(spec, runner, folder, table, run=experiment)
+    spec = _with_services(spec, runner, folder, table, run=experiment, reuse=not retrain)
     watch = Progress(manifest["planned"], spec.objectives) if progress else None
     try:
         _fit(_tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, watch))
@@ -186,8 +204,11 @@ def run_campaign(
     return folder
 
 
-def _with_services(spec: TrialSpec, runner: Runner, folder: Path, table, *, run: str) -> TrialSpec:
-    """Start the campaign's ledger and latency service; the spec names them for the trials."""
+def _with_services(
+    spec: TrialSpec, runner: Runner, folder: Path, table, *, run: str, reuse: bool = True
+) -> TrialSpec:
+    """Start the campaign's ledger and latency service; the spec names them for the trials.
+    ``reuse``: finished rows may stand in for identical work (not with ``--retrain``)."""
     from nas.campaign.table import records
 
     rows = records(table.df) if len(table.df) else []
@@ -197,7 +218,7 @@ def _with_services(spec: TrialSpec, runner: Runner, folder: Path, table, *, run:
         run=f"{run}-{os.getpid()}",
         objectives=spec.objectives,
         table_rows=rows,
-        finished=table.done_keys(),
+        reuse=reuse,
     )
     return replace(spec, services={"latency": names.latency, "ledger": names.ledger})
 
@@ -210,7 +231,7 @@ def _tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, progre
     search_alg = scheduler = None
     if mode == "search":
         search_alg = make_searcher(space, runner, folder=folder, study_name=experiment, seed=seed)
-        scheduler = make_scheduler(runner.scheduler, int(spec.train.get("epochs", 6)))
+        scheduler = make_scheduler(runner.scheduler, planned_epochs(spec.train))
         param_space, num_samples = None, n
     else:
         param_space, num_samples = {"plan": tune.grid_search(plans)}, 1

@@ -22,6 +22,7 @@ from typing import Any
 from nas.campaign.runner import Runner
 from nas.campaign.trial import measured_objectives
 from nas.errors import UserError
+from nas.vocab import FINISHED_STATUSES
 
 __all__ = ["Ledger", "LatencyService", "ServiceNames", "lookup", "start_services", "stop_services"]
 
@@ -97,7 +98,7 @@ class Ledger:
         """A row the driver wrote; ``finished``: its work is final (reusable by run key)."""
         values = measured_objectives(row, self.objectives)
         self.values[row["trial_id"]] = {**values, "status": row.get("status")}
-        if finished and row.get("run_key"):
+        if finished and row.get("run_key"):  # the first finished row of that work stands for it
             self.rows.setdefault(row["run_key"], dict(row))
 
     def add_many(self, rows: list[dict[str, Any]], finished: list[bool]) -> None:
@@ -114,7 +115,7 @@ class Ledger:
 
 
 def start_services(
-    runner: Runner, *, campaign: str, run: str, objectives: dict, table_rows, finished: set
+    runner: Runner, *, campaign: str, run: str, objectives: dict, table_rows, reuse: bool = True
 ) -> ServiceNames:
     """Start the campaign's ledger (on the driver's node, no resources) and, unless latency is
     off or measured inside the trials, its latency service where the runner places it."""
@@ -133,10 +134,11 @@ def start_services(
     )
     _HANDLES[names.ledger] = ledger
     rows = list(table_rows)
-    ray.get(ledger.add_many.remote(rows, [row.get("run_key") in finished for row in rows]))
+    finished = [reuse and row.get("status") in FINISHED_STATUSES for row in rows]
+    ray.get(ledger.add_many.remote(rows, finished))
     if names.latency:
         place = runner.latency_placement()
-        options = dict(name=names.latency, namespace=NAMESPACE, **place)
+        options = dict(name=names.latency, namespace=NAMESPACE, max_restarts=-1, **place)
         if _driver_node_fits(place):
             options["scheduling_strategy"] = here
         service = ray.remote(LatencyService).options(**options)
@@ -146,10 +148,16 @@ def start_services(
         try:
             ray.get(actor.where.remote(), timeout=runner.connect_timeout_s * 4)
         except ray.exceptions.GetTimeoutError:
-            ray.kill(actor)
+            stop_services(names)
             raise UserError(
                 f"runner {runner.name!r}: latency: the latency service needs {place} and no node "
                 f"of the cluster could take it within {runner.connect_timeout_s * 4:g} s"
+            ) from None
+        except ray.exceptions.RayError as e:
+            stop_services(names)
+            first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise UserError(
+                f"runner {runner.name!r}: latency: the service failed: {first}"
             ) from None
     return names
 

@@ -247,9 +247,10 @@ class CampaignTable:
                     os.close(fd)
                     staged.append((tmp, target))
                     writer(tmp)
-                except OSError as e:
+                except Exception as e:  # noqa: BLE001 - OSError, or pyarrow refusing a column
+                    why = getattr(e, "strerror", None) or f"{type(e).__name__}: {e}"
                     raise UserError(
-                        f"{target}: cannot write the campaign table ({e.strerror or e}); "
+                        f"{target}: cannot write the campaign table ({why}); "
                         "the existing table is intact"
                     ) from None
             for tmp, target in staged:

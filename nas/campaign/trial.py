@@ -21,7 +21,7 @@ import torch
 
 from nas.errors import is_oom
 from nas.space.candidate import Candidate
-from nas.vocab import METRIC_COLUMNS, STATUSES
+from nas.vocab import COST_COLUMNS, METRIC_COLUMNS, STATUSES
 
 __all__ = ["STATUSES", "TrialSpec", "measured_objectives", "run_trial"]
 
@@ -70,6 +70,13 @@ def trial_run_key(
 
 def _train_cfg(spec: TrialSpec, seed: int, train_overrides: Mapping[str, Any] | None) -> dict:
     return {**spec.train, **dict(train_overrides or {}), "seed": seed, "device": spec.device}
+
+
+def planned_epochs(train: Mapping[str, Any]) -> int:
+    """The epochs a trial trains for: its ``epochs`` setting, else the trainer's default."""
+    from nas.train.trainer import TrainConfig
+
+    return int(train.get("epochs") or TrainConfig.epochs)
 
 
 def _status_of(exc: BaseException) -> str:
@@ -172,9 +179,7 @@ def _new_row(spec, candidate, trial_id, seed, train_cfg, params, started) -> dic
 
 
 def _numeric_costs(row: Mapping[str, Any]) -> dict[str, float]:
-    keys = ("params_m", "params_m_deploy", "macs_m", "macs_m_deploy", "train_saved_mb")
-    keys += ("latency_ms_p50", "latency_ms_p90")
-    return {k: float(row[k]) for k in keys if row.get(k) is not None}
+    return {k: float(row[k]) for k in COST_COLUMNS if row.get(k) is not None}
 
 
 def _train(

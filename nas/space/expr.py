@@ -29,11 +29,21 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "float": float,
     "round": round,
     "len": len,
-    "sum": sum,
+    "sum": lambda xs: sum(_numbers(xs)),  # numbers only: a sum of lists could build any size
     "ceil": math.ceil,
     "floor": math.floor,
     "log2": math.log2,
 }
+
+
+def _numbers(xs: Any) -> list:
+    if not isinstance(xs, (list, tuple)) or not all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs
+    ):
+        raise ExprError("sum() takes a list of numbers")
+    return list(xs)
+
+
 _BINOPS = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,

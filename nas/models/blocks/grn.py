@@ -35,21 +35,75 @@ class GRN(nn.Module):
         self.beta = nn.Parameter(torch.zeros(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spatial, channel = ((1, 2), -1) if self.channels_last else ((2, 3), 1)
-        # NOTE: the official code divides by the channel *mean*, paper eq. 2 by the sum; gamma
-        # absorbs the constant and the released checkpoints use the mean.
-        # The spatial L2 norm of half precision is taken in fp32: in fp16 a 64x64 map of 1200s
-        # overflows to inf. fp32 and fp64 stay as they are.
-        wide = x if x.dtype in (torch.float32, torch.float64) else x.float()
-        # sqrt(sum(x^2)) rather than linalg.vector_norm: the same L2 norm, ~8x faster on CPU for
-        # this strided (spatial) reduction in eager mode. The clamp keeps an all-zero channel's
-        # gradient at 0 (as vector_norm's), not 0 * inf = NaN; its value moves by < 1e-19.
-        sq = wide.square().sum(dim=spatial, keepdim=True)
-        g = sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()
-        nx = (g / (g.mean(dim=channel, keepdim=True) + self.eps)).to(x.dtype)
-        # gamma * (x * nx) + beta + x == x * (1 + gamma * nx) + beta: the factor is a small
-        # (B, 1, 1, C) tensor, so the big one is read once and written once (one fused addcmul)
-        return torch.addcmul(self.beta, x, 1 + self.gamma * nx)
+        if torch.jit.is_tracing():  # fvcore's trace sees the aten ops, not one opaque function
+            return _grn_ops(x, self.gamma, self.beta, self.eps, self.channels_last)
+        return _GRNFunction.apply(x, self.gamma, self.beta, self.eps, self.channels_last)
 
     def extra_repr(self) -> str:
         return f"{self.gamma.numel()}, channels_last={self.channels_last}, eps={self.eps}"
+
+
+def _grn_ops(x, gamma, beta, eps: float, channels_last: bool) -> torch.Tensor:
+    """The same forward as plain tensor operations (what a trace records)."""
+    spatial, channel = ((1, 2), -1) if channels_last else ((2, 3), 1)
+    wide = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    sq = wide.square().sum(dim=spatial, keepdim=True)
+    g = sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()
+    nx = (g / (g.mean(dim=channel, keepdim=True) + eps)).to(x.dtype)
+    return torch.addcmul(beta, x, 1 + gamma * nx)
+
+
+class _GRNFunction(torch.autograd.Function):
+    """GRN's forward and a hand-written backward, so the big (B, H, W, 4C) tensor is read and
+    written a few times instead of the many passes autograd makes through the norm, mean and
+    scaling (the GRN block runs at ~0.9 of the plain block's speed, eager, instead of ~0.7).
+
+    Forward: ``G = sqrt(sum_hw x^2)``, ``m = mean_c G + eps``, ``Nx = G / m``,
+    ``y = x * (1 + gamma * Nx) + beta`` (= the official ``gamma * (x * Nx) + beta + x``).
+    Backward, with ``s = sum_hw dy * x`` (per sample and channel):
+    ``dgamma = sum_b s * Nx``, ``dbeta = sum_bhw dy``, ``dNx = gamma * s``,
+    ``dG = dNx / m - sum_c(dNx * G) / (C m^2)``, ``dx = dy * (1 + gamma * Nx) + x * dG / G``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, eps: float, channels_last: bool):
+        spatial, channel = ((1, 2), -1) if channels_last else ((2, 3), 1)
+        # NOTE: the official code divides by the channel *mean*, paper eq. 2 by the sum; gamma
+        # absorbs the constant and the released checkpoints use the mean.
+        # Half precision takes its norm in fp32 (in fp16 a 64x64 map of 1200s overflows to inf);
+        # fp32 and fp64 stay as they are. sqrt(sum(x^2)) rather than linalg.vector_norm: the same
+        # L2 norm, ~8x faster on CPU for this strided (spatial) reduction.
+        full = x.dtype in (torch.float32, torch.float64)
+        buffer = torch.mul(x, x) if full else x.float().square()  # one big allocation, reused
+        sq = buffer.sum(dim=spatial, keepdim=True)
+        g = sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()
+        m = g.mean(dim=channel, keepdim=True) + eps
+        nx = g / m
+        factor = 1 + gamma * nx.to(x.dtype)  # a small (B, 1, 1, C) tensor: one fused addcmul
+        ctx.save_for_backward(x, gamma, sq, g, m, nx, factor)
+        ctx.dims = spatial, channel
+        same = full and buffer.dtype == torch.result_type(beta, x)
+        return (
+            torch.addcmul(beta, x, factor, out=buffer) if same else torch.addcmul(beta, x, factor)
+        )
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, gamma, sq, g, m, nx, factor = ctx.saved_tensors
+        spatial, channel = ctx.dims
+        params = [d for d in range(dy.dim()) if gamma.shape[d] == 1]
+        buffer = dy * x  # the one big allocation of the backward: it becomes dx
+        s = buffer.sum(dim=spatial, keepdim=True, dtype=g.dtype)
+        dgamma = (s * nx).sum(dim=[d for d in params if d not in spatial], keepdim=True)
+        dbeta = dy.sum(dim=params, keepdim=True)
+        dnx = gamma.to(g.dtype) * s
+        dg = dnx / m - (dnx * g).sum(dim=channel, keepdim=True) / (m * m * g.shape[channel])
+        k = torch.where(sq > 0, dg / g, 0.0)  # an all-zero channel: x is 0 there, and so is dx
+        dx = torch.mul(dy, factor, out=buffer) if buffer.dtype == dy.dtype else dy * factor
+        return (
+            dx.addcmul_(x, k.to(x.dtype)),
+            dgamma.to(gamma.dtype),
+            dbeta.to(gamma.dtype),
+            None,
+            None,
+        )
