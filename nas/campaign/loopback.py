@@ -82,11 +82,11 @@ class RayCluster:
             **os.environ,
             "RAY_AUTH_MODE": "disabled",
             "RAY_USAGE_STATS_ENABLED": "0",
-            # a dead node is noticed in ~3 s (default ~30 s): its trials are retried sooner
+            # a dead node is noticed in ~8 s (default ~30 s): its trials are retried sooner
             "RAY_health_check_initial_delay_ms": "1000",
             "RAY_health_check_period_ms": "1000",
             "RAY_health_check_timeout_ms": "1000",
-            "RAY_health_check_failure_threshold": "3",
+            "RAY_health_check_failure_threshold": "8",  # a node starved of CPU for a moment is not dead
             **(env or {}),
         }
         self.env.pop("RAY_ADDRESS", None)
