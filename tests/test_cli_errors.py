@@ -167,6 +167,19 @@ def test_unreachable_cluster_fails_fast_subprocess(files):
         _nothing_written(results)
 
 
+def _survey_fails(tmp: Path, space: Path, runner: Path) -> str:
+    """A real ``nas survey`` process on a private local Ray: exit 2 with one line, returned."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "survey", str(space), "--name", "c", "-n", "2",
+         "--runner", str(runner), "--results", str(tmp / "results")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    return _one_line_error(proc.stderr, "survey")
+
+
 @pytest.mark.heavy
 def test_a_trial_that_fits_no_node_subprocess(files):
     """A runner whose trial needs more CPUs than the (local) cluster has: one line naming the
@@ -174,16 +187,8 @@ def test_a_trial_that_fits_no_node_subprocess(files):
     tmp, space = files
     runner = tmp / "runner.yaml"
     runner.write_text("name: big\nnum_cpus: 2\ncpus_per_trial: 8\nobject_store_mb: 128\n")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "nas.cli", "survey", str(space), "--name", "c", "-n", "2",
-         "--runner", str(runner), "--results", str(tmp / "results")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    line = _one_line_error(proc.stderr, "survey")
+    line = _survey_fails(tmp, space, runner)
     assert "runner 'big': cpus_per_trial: a trial needs 8 CPU" in line
     assert "the largest of the cluster's 1 node(s) has 2 CPU" in line
     assert time.perf_counter() - t0 < 60
@@ -196,13 +201,5 @@ def test_a_latency_service_that_leaves_no_room_for_a_trial(files):
     tmp, space = files
     runner = tmp / "runner.yaml"
     runner.write_text("name: tight\nnum_cpus: 2\ncpus_per_trial: 2\nobject_store_mb: 128\n")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "nas.cli", "survey", str(space), "--name", "c", "-n", "2",
-         "--runner", str(runner), "--results", str(tmp / "results")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    line = _one_line_error(proc.stderr, "survey")
+    line = _survey_fails(tmp, space, runner)
     assert "runner 'tight': latency: the latency service reserves 1 CPU, 0 GPU" in line
