@@ -9,9 +9,11 @@ import sys
 
 from nas.bench.latency import latency_worker
 from nas.bench.registry import BENCHES, format_result, run_bench
+from nas.device import tune_host_allocator
 
 
 def main(argv: list[str]) -> int:
+    tune_host_allocator()
     if len(argv) == 2 and argv[0] == "_latency_worker":
         print(json.dumps(latency_worker(json.loads(argv[1]))))
         return 0

@@ -9,24 +9,39 @@ import subprocess
 import sys
 
 import torch
+from torch import nn
 
 from nas.bench.common import ROOT, kendall_tau, seed_candidates, target
 
 log = logging.getLogger(__name__)
+_YARDSTICK = "yardstick"
+
+
+def _cv(values) -> float:
+    values = list(values)
+    return statistics.pstdev(values) / statistics.fmean(values)
 
 
 def latency_worker(args: dict) -> dict:
-    """In a fresh process: deploy-form latency (LatencyProtocol defaults) of seed candidates."""
-    from nas.measure import LatencyProtocol, measure_latency
+    """In a fresh process: deploy-form latency (LatencyProtocol defaults) of seed candidates,
+    timed side by side in rounds (``measure_latencies``)."""
+    from nas.measure import LatencyProtocol, measure_latencies
     from nas.models.build import build_model, reparameterize
 
     proto = LatencyProtocol(device=args.get("device", "cpu"), image_size=args["image_size"])
-    ids, p50 = [], []
+    models = {}
     for c in seed_candidates(args["n"], args.get("seed", 0)):
         torch.manual_seed(0)
-        ids.append(c.id)
-        p50.append(measure_latency(reparameterize(build_model(c)), proto)["latency_ms_p50"])
-    return {"ids": ids, "p50_ms": p50}
+        models[c.id] = reparameterize(build_model(c))
+    # a fixed workload timed in the same rounds: how fast the machine itself was in this process
+    models[_YARDSTICK] = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 64, 3))
+    result = measure_latencies(models, proto)
+    ids = [k for k in models if k != _YARDSTICK]
+    return {
+        "ids": ids,
+        "p50_ms": [result[k]["latency_ms_p50"] for k in ids],
+        "yardstick_ms": result[_YARDSTICK]["latency_ms_p50"],
+    }
 
 
 def bench_latency(*, n: int, device: str = "cpu", processes: int = 3, size: int = 32) -> dict:
@@ -40,11 +55,19 @@ def bench_latency(*, n: int, device: str = "cpu", processes: int = 3, size: int 
             raise RuntimeError(f"latency worker {i} failed:\n{proc.stderr[-2000:]}")
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         log.info("latency process %d: %s", i, [round(t, 3) for t in runs[-1]["p50_ms"]])
-    cvs = [statistics.pstdev(v) / statistics.fmean(v) for v in zip(*(r["p50_ms"] for r in runs))]
+    cvs = [_cv(v) for v in zip(*(r["p50_ms"] for r in runs))]
+    # the same figures relative to the yardstick: what remains when the machine's own speed
+    # change between processes is divided out
+    relative = [[t / r["yardstick_ms"] for t in r["p50_ms"]] for r in runs]
     pairs = [(i, j) for i in range(processes) for j in range(i + 1, processes)]
     taus = [kendall_tau(runs[i]["p50_ms"], runs[j]["p50_ms"]) for i, j in pairs]
     figures = dict(candidates=runs[0]["ids"], p50_ms_per_process=[r["p50_ms"] for r in runs])
     figures |= dict(cv_per_candidate=cvs, cv_median=statistics.median(cvs), tau_pairs=taus)
+    figures |= dict(
+        yardstick_ms_per_process=[r["yardstick_ms"] for r in runs],
+        machine_cv=_cv([r["yardstick_ms"] for r in runs]),
+        cv_relative_max=max(_cv(v) for v in zip(*relative)),
+    )
     targets = [
         target("cv_max", max(cvs), "<= 0.05 (CV of medians across processes)", max(cvs) <= 0.05),
         target("tau_min", min(taus), ">= 0.9 (Kendall tau, every pair)", min(taus) >= 0.9),

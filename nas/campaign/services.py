@@ -21,6 +21,7 @@ from typing import Any
 
 from nas.campaign.runner import Runner
 from nas.campaign.trial import measured_objectives
+from nas.device import tune_host_allocator
 from nas.errors import UserError
 from nas.vocab import FINISHED_STATUSES
 
@@ -47,6 +48,7 @@ class LatencyService:
         self.device, self.settings = device, dict(settings)
         self.threads = int(settings.get("threads", 1))
         self.cache: dict[tuple, dict[str, Any]] = {}
+        tune_host_allocator()
 
     def where(self) -> dict[str, Any]:
         import ray

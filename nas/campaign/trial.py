@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from nas.device import tune_host_allocator
 from nas.errors import is_oom
 from nas.space.candidate import Candidate
 from nas.vocab import COST_COLUMNS, METRIC_COLUMNS, STATUSES
@@ -194,6 +195,7 @@ def _train(
         {**spec.data, "image_size": candidate.image_size}, source="data"
     )
     data = load_data(data_cfg).with_channels(candidate.in_chans)
+    tune_host_allocator()
     torch.set_num_threads(max(1, spec.threads))
     torch.manual_seed(cfg.seed)
     model = build_model(candidate)

@@ -9,6 +9,7 @@ import logging
 import sys
 
 from nas.cli.parser import build_parser
+from nas.device import tune_host_allocator
 from nas.errors import UserError
 
 __all__ = ["main"]
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _progress_to_stderr()
+    tune_host_allocator()
     try:
         return args.func(args) or 0
     except UserError as e:

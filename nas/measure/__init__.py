@@ -14,7 +14,12 @@ from nas.measure.candidate import (
     measure_candidate,
 )
 from nas.measure.counts import count_macs, count_params, flop_counter_macs, flop_counter_mapping
-from nas.measure.latency import LatencyProtocol, measure_latency, pinned_threads
+from nas.measure.latency import (
+    LatencyProtocol,
+    measure_latencies,
+    measure_latency,
+    pinned_threads,
+)
 
 __all__ = [
     "ROW_KEYS",
@@ -27,6 +32,7 @@ __all__ = [
     "flop_counter_macs",
     "flop_counter_mapping",
     "measure_candidate",
+    "measure_latencies",
     "measure_latency",
     "pinned_threads",
 ]

@@ -3,7 +3,9 @@ on CPU, ``torch.cuda.synchronize()`` around each timed run on GPU.
 
 * Warm-up: at least ``warmup_iters`` runs and ``warmup_s`` seconds, then until it has converged
   (the median of the last 10 runs within 5% of the 10 before; at most ``warmup_max_s``).
-* Timing in rounds of ``timed_iters`` runs; the figure is the median of the rounds' medians, with
+* Timing in rounds of at least ``timed_iters`` runs and ``min_round_s`` seconds; several models
+  are timed side by side, one round of each in turn (``measure_latencies``), so that a busy
+  stretch of the machine falls on all of them. The figure is the median of the rounds' medians, with
   a confidence interval from the order statistics of the round medians (about 94% with 5
   rounds). When the interval is wider than ``max_ci`` of the figure, more rounds are timed (up to
   ``max_rounds``): a busy stretch of the machine widens the interval instead of moving the figure.
@@ -16,12 +18,13 @@ import contextlib
 import math
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["LatencyProtocol", "measure_latency", "pinned_threads"]
+__all__ = ["LatencyProtocol", "measure_latencies", "measure_latency", "pinned_threads"]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -39,7 +42,8 @@ class LatencyProtocol:
     channels_last: bool = True
     warmup_iters: int = 10
     warmup_s: float = 1.0
-    timed_iters: int = 10  # per round
+    timed_iters: int = 10  # per round, at least
+    min_round_s: float = 0.05  # a round of a fast model runs at least this long
     rounds: int = 5
     max_rounds: int = 15
     max_ci: float = 0.05  # re-measure while the CI half-width exceeds 5% of the median
@@ -66,18 +70,45 @@ def measure_latency(
     cache_key = (key, proto) if key is not None else None
     if cache_key is not None and cache_key in _LATENCY_CACHE:
         return dict(_LATENCY_CACHE[cache_key])
+    result = measure_latencies({"model": model}, proto)["model"]
+    if cache_key is not None:
+        _LATENCY_CACHE[cache_key] = dict(result)
+    return result
+
+
+def measure_latencies(models: Mapping[str, nn.Module], proto: LatencyProtocol) -> dict[str, dict]:
+    """Time several models (deploy form) side by side: after each model's warm-up, every round
+    times each model for ``timed_iters`` runs and at least ``min_round_s`` (the order reversed
+    every other round), until every model's interval is within ``max_ci`` or ``max_rounds``.
+
+    A busy stretch of the machine then falls on every model alike: on the 2-core machine the
+    medians of models timed one after the other moved by up to 30% between processes and their
+    ranking swapped; timed in rounds side by side, the ranking held (``nas bench latency``).
+    """
     device = torch.device(proto.device)
-    cuda = device.type == "cuda"
-    model = model.to(device).eval()
-    memory_format = torch.channels_last if proto.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    x = torch.randn(
-        proto.batch, proto.in_chans, proto.image_size, proto.image_size, device=device
-    ).to(memory_format=memory_format)
+    timers = {name: _timer(m, proto, device) for name, m in models.items()}
     autocast = torch.autocast(
         device.type, dtype=_DTYPES[proto.dtype], enabled=proto.dtype != "float32"
     )
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    with pinned_threads(proto.threads), torch.inference_mode(), autocast:
+        warmup = {name: _warm_up(timed, proto) for name, timed in timers.items()}
+        iters = {name: _iters_per_round(timed, proto) for name, timed in timers.items()}
+        rounds: dict[str, list[list[float]]] = {name: [] for name in timers}
+        order = list(timers)
+        while _more_rounds(list(rounds.values()), proto):
+            for name in order[:: 1 if len(rounds[order[0]]) % 2 == 0 else -1]:
+                rounds[name].append([timers[name]() for _ in range(iters[name])])
+    return {name: _summary(r) | {"warmup_iters": warmup[name]} for name, r in rounds.items()}
+
+
+def _timer(model: nn.Module, proto: LatencyProtocol, device: torch.device):
+    """A function running ``model`` once on a fixed input and returning its milliseconds."""
+    memory_format = torch.channels_last if proto.channels_last else torch.contiguous_format
+    model = model.to(device).eval().to(memory_format=memory_format)
+    x = torch.randn(
+        proto.batch, proto.in_chans, proto.image_size, proto.image_size, device=device
+    ).to(memory_format=memory_format)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def timed() -> float:
         t0 = time.perf_counter()
@@ -85,18 +116,20 @@ def measure_latency(
         sync()
         return (time.perf_counter() - t0) * 1e3
 
-    with pinned_threads(proto.threads), torch.inference_mode(), autocast:
-        n = _warm_up(timed, proto)
-        rounds: list[list[float]] = []
-        while len(rounds) < proto.rounds or (
-            len(rounds) < proto.max_rounds and _ci_half(rounds) > proto.max_ci
-        ):
-            rounds.append([timed() for _ in range(proto.timed_iters)])
-    result = _summary(rounds)
-    result["warmup_iters"] = n
-    if cache_key is not None:
-        _LATENCY_CACHE[cache_key] = dict(result)
-    return result
+    return timed
+
+
+def _iters_per_round(timed, proto: LatencyProtocol) -> int:
+    """``timed_iters``, or more for a fast model, so that a round lasts ``min_round_s``."""
+    probe = statistics.median(timed() for _ in range(3)) / 1e3
+    return max(proto.timed_iters, math.ceil(proto.min_round_s / max(probe, 1e-9)))
+
+
+def _more_rounds(rounds: list[list[list[float]]], proto: LatencyProtocol) -> bool:
+    done = len(rounds[0])
+    if done < proto.rounds:
+        return True
+    return done < proto.max_rounds and max(_ci_half(r) for r in rounds) > proto.max_ci
 
 
 def _warm_up(timed, proto: LatencyProtocol) -> int:
