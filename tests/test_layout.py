@@ -21,6 +21,7 @@ LAYERS = {
     "nas.models": 2,
     "nas.measure": 3,
     "nas.train": 4,
+    "nas.pretrain": 4,
     "nas.campaign": 5,
     "nas.report": 6,
     "nas.bench": 7,

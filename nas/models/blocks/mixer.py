@@ -105,6 +105,15 @@ class AffinityMixer(nn.Module):
             self.affinity = nn.Parameter(affinity)
         self.tokens = tokens
         self.proj = _conv1x1(dim, dim, bias=proj_bias) if out_proj else nn.Identity()
+        # Set by nas.pretrain.FCMAE: an object whose keep(h, w, dtype) is the (B, 1, h, w) mask
+        # of visible positions; attention then ignores masked keys, the static affinity masked
+        # columns. None: no mask.
+        self.mask_source = None
+
+    def _visible(self, v: torch.Tensor) -> torch.Tensor | None:
+        if self.mask_source is None:
+            return None
+        return self.mask_source.keep(v.shape[-2], v.shape[-1], v.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "static":
@@ -129,8 +138,10 @@ class AffinityMixer(nn.Module):
         def heads(t: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, heads, N, head_dim)
             return t.reshape(b, self.heads, self.head_dim, h * w).transpose(-1, -2)
 
+        keep = self._visible(v)
+        attn_mask = None if keep is None else keep.flatten(2).unsqueeze(1) > 0  # (B, 1, 1, N)
         out = F.scaled_dot_product_attention(
-            heads(q), heads(k), heads(v), scale=self.head_dim**-0.5
+            heads(q), heads(k), heads(v), attn_mask=attn_mask, scale=self.head_dim**-0.5
         )
         return out.transpose(-1, -2).reshape(b, c, h, w)
 
@@ -142,6 +153,9 @@ class AffinityMixer(nn.Module):
                 f"mixer 'static_global' was built for tokens={self.tokens} but got an input of "
                 f"{h}x{w}={h * w} tokens; the N x N affinity fixes the resolution"
             )
+        keep = self._visible(v)
+        if keep is not None:  # masked tokens contribute nothing: their columns are zero
+            v = v * keep
         return torch.matmul(v.reshape(b, c, h * w), self.affinity.t()).reshape(b, c, h, w)
 
     def extra_repr(self) -> str:
