@@ -1,4 +1,4 @@
-"""The ``data:`` and ``train:`` sections: their keys and what each accepts, defined once.
+"""The ``data:``, ``train:`` and ``pretrain:`` sections: their keys and what each accepts, defined once.
 
 A rule is ``(convert, allowed)``: ``convert`` returns the checked value or raises ``ValueError``;
 ``allowed`` says in words what is accepted. ``parse_fields`` applies a rule set to a mapping and
@@ -20,6 +20,8 @@ from nas.errors import UserError, did_you_mean
 __all__ = [
     "DATASETS",
     "DATA_RULES",
+    "PRETRAIN_METHODS",
+    "PRETRAIN_RULES",
     "TRAIN_RULES",
     "Rule",
     "as_bool",
@@ -148,4 +150,29 @@ TRAIN_RULES: dict[str, Rule] = {
     "amp": (as_choice("auto", True, False), "'auto', true or false"),
     "channels_last": (as_choice("auto", True, False), "'auto', true or false"),
     "aux_weight": (as_float(0.0), "a number >= 0"),
+}
+
+
+PRETRAIN_METHODS = ("none", "fcmae")
+
+
+def _as_open_fraction(v: Any) -> float:
+    x = as_float(0.0, 1.0, open_lo=True)(v)
+    if x == 1.0:
+        raise ValueError
+    return x
+
+
+# ``pretrain:`` (nas.pretrain.loop.PretrainConfig): masked pre-training before the supervised run;
+# batch size, device, seed and AMP are the ``train:`` section's.
+PRETRAIN_RULES: dict[str, Rule] = {
+    "method": (as_choice(*PRETRAIN_METHODS), f"one of {list(PRETRAIN_METHODS)}"),
+    "epochs": (as_int(1), "an integer >= 1"),
+    "mask_ratio": (_as_open_fraction, "a fraction in (0, 1)"),
+    "patch": (optional(as_int(1)), "a patch size in pixels >= 1, or null (the network's stride)"),
+    "decoder_dim": (as_int(1), "an integer >= 1"),
+    "decoder_depth": (as_int(1), "an integer >= 1"),
+    "norm_pix_loss": (as_bool, "true or false"),
+    "lr": (as_float(0.0, open_lo=True), "a positive number"),
+    "weight_decay": (as_float(0.0), "a number >= 0"),
 }

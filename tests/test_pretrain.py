@@ -4,6 +4,9 @@ candidate's own network."""
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +14,7 @@ import nas
 from nas.errors import SpaceError
 from nas.pretrain import FCMAE, check_fcmae
 from nas.space.candidate import Candidate
+from tests.conftest import PRESETS
 
 SMALL = dict(
     image_size=64, in_chans=2, num_classes=10, widths=(16, 32, 64, 64), depths=(1, 1, 1, 1)
@@ -143,3 +147,107 @@ def test_settings_that_cannot_keep_the_mask_are_refused():
     ):
         check_fcmae(odd, patch=12, mask_ratio=0.5, source="s.yaml")
     check_fcmae(odd, patch=32, mask_ratio=0.5, source="s.yaml")  # 3x3 grid: fine
+
+
+# ---------------------------------------------------------------------- the loop and the CLI
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    from nas.cli.main import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_pretraining_lowers_the_masked_loss_and_fine_tuning_loads_every_encoder_tensor(
+    tmp_path, capsys
+):
+    weights = tmp_path / "enc.pt"
+    base = str(PRESETS / "quickstart_base.yaml")
+    common = ["--dataset", "digits", "--batch-size", "64"]
+    code, out, _ = _run(
+        capsys, "pretrain", base, "--epochs", "4", "--patch", "8", "--decoder-dim", "64",
+        "--out", str(weights), *common,
+    )  # fmt: skip
+    assert code == 0, out
+    val = [float(x) for x in re.findall(r"  pretrain_val_loss=([0-9.]+)", out)]
+    (init,) = re.findall(r"before pre-training: pretrain_val_loss=([0-9.]+)", out)
+    assert len(val) == 4 and val[-1] < val[0] < 0.8 * float(init), out
+    assert f"encoder weights: {weights}" in out
+    state = torch.load(weights, weights_only=True)
+    model = nas.build_model(
+        Candidate.from_params({"num_classes": 10, "image_size": 32}, base=nas.load_candidate(base))
+    )
+    from nas.cli.training import load_encoder
+
+    load_encoder(model, str(weights))
+    for k, v in model.state_dict().items():  # every tensor came from the file
+        assert torch.equal(v, state["encoder"][k]), k
+    code, out, _ = _run(capsys, "train", base, "--epochs", "1", "--init", str(weights), *common)
+    assert code == 0 and "every encoder tensor loaded" in out and "status=ok" in out, out
+
+
+def test_init_from_weights_of_another_structure_is_one_line(tmp_path, capsys):
+    weights = tmp_path / "enc.pt"
+    atto = str(PRESETS / "convnextv2_atto.yaml")
+    code, out, _ = _run(
+        capsys, "pretrain", atto, "--epochs", "1", "--patch", "8", "--decoder-dim", "16",
+        "--out", str(weights), "--dataset", "synthetic",
+    )  # fmt: skip
+    assert code == 0, out
+    other = str(PRESETS / "quickstart_base.yaml")
+    code, _, err = _run(capsys, "train", other, "--epochs", "1", "--init", str(weights))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--init {weights}: not this candidate's structure: unexpected " in err
+    assert "shape mismatch stem.0.weight (40, 3, 4, 4) in the file, (24, 3, 4, 4) here" in err
+    assert "more" in err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    code, _, err = _run(capsys, "train", other, "--epochs", "1", "--init", str(junk))
+    assert code == 2 and f"--init {junk}: not a weights file torch can read" in err, err
+    code, _, err = _run(capsys, "pretrain", other, "--patch", "12")
+    assert code == 2 and "flags: pretrain.patch: expected a divisor of image_size 32, got 12" in err
+
+
+# ---------------------------------------------------------------------- spaces
+def test_pretrain_section_and_dimensions_in_a_space(tmp_path):
+    from nas.space import load_space
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "base: " + str(PRESETS / "quickstart_base.yaml") + "\n"
+        "data: {dataset: digits, image_size: 32}\n"
+        "pretrain: {epochs: 2, patch: 8}\n"
+        "space:\n  grn: {choice: [true, false]}\n"
+        "  pretrain:\n    method: {choice: [none, fcmae]}\n    mask_ratio: {choice: [0.5, 0.75]}\n"
+    )
+    space = load_space(path)
+    assert space.pretrain == {"epochs": 2, "patch": 8}
+    samples, _ = space.sample_distinct(8, np.random.default_rng(0))
+    methods = {s.pretrain["method"] for s in samples}
+    assert methods == {"none", "fcmae"} and all("mask_ratio" in s.pretrain for s in samples)
+    assert len({s.id for s in samples}) == len(samples)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("pretrain: {method: mae}", "pretrain.method: expected one of ['none', 'fcmae'], got 'mae'"),
+        ("pretrain: {epoch: 3}", "pretrain.epoch: unknown key (did you mean 'epochs'?)"),
+        ("pretrain: {mask_ratio: 1.0}", "pretrain.mask_ratio: expected a fraction in (0, 1), got 1.0"),
+        ("pretrain: {method: fcmae, patch: 12}", "pretrain.patch: expected a divisor of image_size 32, got 12"),
+        ("pretrain: {method: fcmae}", "pretrain.mask_ratio: 0.6 over 1x1 patches of 32 px leaves no patch visible"),
+        ("space: {pretrain: {methods: {choice: [none]}}}", "space.pretrain.methods: unknown pre-training setting (did you mean 'method'?)"),
+        ("space: {pretrain: {decoder_dim: {choice: [0, 8]}}}", "space.pretrain.decoder_dim: expected an integer >= 1, got 0"),
+    ],
+)  # fmt: skip
+def test_bad_pretrain_settings_are_one_line(tmp_path, text, message):
+    from nas.space import load_space
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        f"base: {PRESETS / 'quickstart_base.yaml'}\ndata: {{dataset: digits, image_size: 32}}\n{text}\n"
+    )
+    with pytest.raises(SpaceError) as e:
+        load_space(path)
+    assert str(e.value) == f"{path}: {message}" or message in str(e.value), str(e.value)
+    assert str(path) in str(e.value)

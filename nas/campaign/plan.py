@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import UserError
+from nas.errors import SpaceError, UserError
 from nas.measure.cost import FAST_COLUMNS, fast_constraint_check, fast_values
 from nas.space.candidate import Candidate, CandidateError
+from nas.space.pretrain import check_mask
 from nas.space.space import Space
 
 __all__ = ["check_ablation", "default_axes", "plan_ablation", "plan_survey"]
@@ -32,7 +33,10 @@ def plan_survey(space: Space, n: int, seed: int) -> tuple[list[dict], dict]:
     )
     distinct = len(samples) + stats["rejected"]
     stats["acceptance_rate"] = len(samples) / max(distinct, 1)
-    return [_plan(s.candidate, seed, s.train, params=s.params) for s in samples], stats
+    plans = [
+        _plan(s.candidate, seed, s.train, pretrain=s.pretrain, params=s.params) for s in samples
+    ]
+    return plans, stats
 
 
 def plan_ablation(
@@ -57,15 +61,36 @@ def plan_ablation(
     plans, seen = [], set()
     for axis, value, override in points:
         try:
-            c = Candidate.from_params(override, base=baseline) if override else baseline
+            c, train, pre = _point(space, baseline, override)
         except CandidateError as e:
             log.warning("ablation point %s=%s skipped: %s", axis, value, e)
             continue
+        effective = {**space.pretrain, **pre}  # no pre-training, however it is said, is one
+        work = json.dumps([c.id, train, effective if effective.get("method") == "fcmae" else {}])
         for r in range(seeds):  # a point equal to the baseline is the baseline's trial
-            if (c.id, seed + r) not in seen:
-                seen.add((c.id, seed + r))
-                plans.append(_plan(c, seed + r, {}, axis=axis, axis_value=value))
+            if (work, seed + r) not in seen:
+                seen.add((work, seed + r))
+                plans.append(_plan(c, seed + r, train, pretrain=pre, axis=axis, axis_value=value))
     return plans
+
+
+def _point(space: Space, baseline: Candidate, override: dict) -> tuple[Candidate, dict, dict]:
+    """An ablation point's candidate, training and pre-training overrides (axes may be
+    ``train.*`` or ``pretrain.*`` settings as well as architecture)."""
+
+    def part(prefix: str) -> dict:
+        return {k[len(prefix) :]: v for k, v in override.items() if k.startswith(prefix)}
+
+    arch = {k: v for k, v in override.items() if not k.startswith(("train.", "pretrain."))}
+    c = Candidate.from_params(arch, base=baseline) if arch else baseline
+    train, pre = part("train."), part("pretrain.")
+    settings = {**space.pretrain, **pre}
+    if settings.get("method", "none") != "none":
+        try:
+            check_mask(c, settings, source=space.source)
+        except SpaceError as e:
+            raise CandidateError(f"{e.key_path}: {e.message}") from None
+    return c, train, pre
 
 
 def _require_feasible_samples(space: Space, fast: dict, seed: int, probe: int = 300) -> None:
@@ -148,11 +173,14 @@ def _axis_values(space: Space, axis: str) -> list:
     return list(grid)
 
 
-def _plan(c: Candidate, seed: int, train: dict, *, params=None, axis=None, axis_value=None) -> dict:
+def _plan(
+    c: Candidate, seed: int, train: dict, *, pretrain=None, params=None, axis=None, axis_value=None
+) -> dict:
     return {
         "candidate": c.to_dict(),
         "seed": seed,
         "train": train,
+        "pretrain": dict(pretrain or {}),
         "axis": axis,
         "axis_value": None if axis_value is None else json.dumps(axis_value),
         "params": params,

@@ -52,6 +52,7 @@ def _spec(
         mode=mode,
         data=dict(space.data),
         train={**space.train, **train_overrides},
+        pretrain=dict(space.pretrain),
         objectives=dict(space.objectives),
         constraints=dict(space.constraints),
         latency_inline=runner.latency_inline(),
@@ -174,9 +175,8 @@ def run_campaign(
         mode, space, n=n, seed=seed, baseline=baseline, axes=axes, seeds=seeds, factorial=factorial
     )
     for plan in plans:
-        plan["run_key"] = trial_run_key(
-            spec, Candidate.from_dict(plan["candidate"]), plan["seed"], plan["train"]
-        )
+        c = Candidate.from_dict(plan["candidate"])
+        plan["run_key"] = trial_run_key(spec, c, plan["seed"], plan["train"], plan["pretrain"])
     skipped = sum(p["run_key"] in done for p in plans)
     plans = [p for p in plans if p["run_key"] not in done]
     stats["skipped_done"] = skipped

@@ -35,7 +35,8 @@ def _reporter(ckpt_dir: Path):
     from ray import tune
 
     def report(metrics: dict) -> None:
-        if "epoch" in metrics and (ckpt_dir / "train.pt").exists():
+        epoch = "epoch" in metrics or "pretrain_epoch" in metrics
+        if epoch and any(ckpt_dir.glob("*.pt")):  # train.pt, and pretrain.pt with pre-training
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
         else:
             tune.report(metrics)
@@ -65,10 +66,11 @@ def _trainable(config: dict, spec: TrialSpec, space: Space | None) -> None:
             report(_invalid(spec, trial_id, params, e))
             return
         candidate, seed, train = sample.candidate, spec.train.get("seed", 0), sample.train
+        pre = sample.pretrain
     else:
         candidate, seed, train = Candidate.from_dict(plan["candidate"]), plan["seed"], plan["train"]
-        params = plan.get("params")
-    key = trial_run_key(spec, candidate, seed, train)
+        params, pre = plan.get("params"), plan.get("pretrain", {})
+    key = trial_run_key(spec, candidate, seed, train, pre)
     old = ray_get(ledger.reusable.remote(key)) if plan is None else None
     if old is not None:  # the same work was done before: reuse its row
         row = {**old, "trial_id": trial_id, "reused_from": old["trial_id"], "mode": spec.mode}
@@ -86,6 +88,7 @@ def _trainable(config: dict, spec: TrialSpec, space: Space | None) -> None:
         trial_id=trial_id,
         seed=seed,
         train_overrides=train,
+        pretrain_overrides=pre,
         report=report,
         checkpoint=ckpt_dir / "train.pt",
         params=params,

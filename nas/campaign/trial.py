@@ -37,6 +37,7 @@ class TrialSpec:
     mode: str
     data: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
+    pretrain: dict = field(default_factory=dict)  # the space's pretrain: section
     objectives: dict = field(default_factory=dict)
     constraints: dict = field(default_factory=dict)
     latency_inline: bool = True  # time inside the trial (it owns its device)
@@ -55,18 +56,35 @@ def measured_objectives(row: Mapping[str, Any], objectives: Mapping[str, str]) -
 
 
 def run_key(
-    candidate: Candidate, seed: int, train: Mapping[str, Any], data: Mapping[str, Any]
+    candidate: Candidate,
+    seed: int,
+    train: Mapping[str, Any],
+    data: Mapping[str, Any],
+    pretrain: Mapping[str, Any] | None = None,
 ) -> str:
-    """Identity of the work: candidate + seed + training budget + data (dedupe across runs)."""
-    blob = json.dumps([candidate.to_json(), seed, dict(train), dict(data)], sort_keys=True)
+    """Identity of the work: candidate + seed + training budget + data (dedupe across runs), and
+    the pre-training settings when there is pre-training (keys without it are unchanged)."""
+    work = [candidate.to_json(), seed, dict(train), dict(data)]
+    if pretrain and pretrain.get("method", "none") != "none":
+        work.append(dict(pretrain))
+    blob = json.dumps(work, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
 def trial_run_key(
-    spec: TrialSpec, candidate: Candidate, seed: int, train_overrides: Mapping[str, Any] | None
+    spec: TrialSpec,
+    candidate: Candidate,
+    seed: int,
+    train_overrides: Mapping[str, Any] | None,
+    pretrain_overrides: Mapping[str, Any] | None = None,
 ) -> str:
     """The run key of a trial of this campaign (what ``run_trial`` writes into its row)."""
-    return run_key(candidate, seed, _train_cfg(spec, seed, train_overrides), spec.data)
+    train = _train_cfg(spec, seed, train_overrides)
+    return run_key(candidate, seed, train, spec.data, _pretrain_cfg(spec, pretrain_overrides))
+
+
+def _pretrain_cfg(spec: TrialSpec, overrides: Mapping[str, Any] | None) -> dict:
+    return {**spec.pretrain, **dict(overrides or {})}
 
 
 def _train_cfg(spec: TrialSpec, seed: int, train_overrides: Mapping[str, Any] | None) -> dict:
@@ -93,6 +111,7 @@ def run_trial(
     seed: int,
     params: Mapping[str, Any] | None = None,
     train_overrides: Mapping[str, Any] | None = None,
+    pretrain_overrides: Mapping[str, Any] | None = None,
     report: Callable[[dict], None] | None = None,
     checkpoint: str | Path | None = None,
     latency: Callable[[Candidate], dict] | None = None,
@@ -100,14 +119,17 @@ def run_trial(
     """Run one trial and return its row. ``report`` gets every epoch's metrics together with
     every measured objective and the cost columns (OptunaSearch reads the last report).
     ``latency`` times the candidate elsewhere (the campaign's latency service) before training;
-    without it, latency is timed here when ``spec.latency_inline``, else not at all."""
+    without it, latency is timed here when ``spec.latency_inline``, else not at all. With
+    pre-training (``pretrain.method``), the network is pre-trained first (its checkpoint is
+    ``pretrain.pt`` beside ``checkpoint``) and fine-tuned from the pre-trained encoder."""
     started = time.time()
     train_cfg = _train_cfg(spec, seed, train_overrides)
-    row = _new_row(spec, candidate, trial_id, seed, train_cfg, params, started)
+    pre_cfg = _pretrain_cfg(spec, pretrain_overrides)
+    row = _new_row(spec, candidate, trial_id, seed, train_cfg, params, started, pre_cfg)
     report = report or (lambda metrics: None)
     try:
         if _measure(spec, candidate, row, latency):
-            _train(spec, candidate, train_cfg, row, report, checkpoint)
+            _train(spec, candidate, (train_cfg, pre_cfg), row, report, checkpoint)
     except Exception as e:  # noqa: BLE001 - recorded in the row, the campaign goes on
         row.update(status=_status_of(e), reason=f"{type(e).__name__}: {e}")
         log.debug("trial %s failed:\n%s", trial_id, traceback.format_exc())
@@ -159,8 +181,12 @@ def _measure(spec: TrialSpec, candidate: Candidate, row: dict, latency) -> bool:
     return True
 
 
-def _new_row(spec, candidate, trial_id, seed, train_cfg, params, started) -> dict[str, Any]:
+def _new_row(
+    spec, candidate, trial_id, seed, train_cfg, params, started, pre_cfg
+) -> dict[str, Any]:
     """A trial's row before anything is known: identity, architecture and settings."""
+    from nas.pretrain.loop import PretrainConfig
+
     return {
         "campaign": spec.campaign,
         "mode": spec.mode,
@@ -169,12 +195,13 @@ def _new_row(spec, candidate, trial_id, seed, train_cfg, params, started) -> dic
         "seed": seed,
         "status": "error",
         "reason": None,
-        "run_key": run_key(candidate, seed, train_cfg, spec.data),
+        "run_key": run_key(candidate, seed, train_cfg, spec.data, pre_cfg),
         "epochs": 0,
         **dict.fromkeys(("val_acc", "val_acc_best", "val_loss", "train_loss")),
         "started_at": started,
         **{f"arch.{k}": v for k, v in candidate.to_params().items()},
         **{f"train.{k}": v for k, v in train_cfg.items()},
+        **PretrainConfig.from_dict(pre_cfg).columns(),
         **({f"param.{k}": v for k, v in params.items()} if params else {}),
     }
 
@@ -184,13 +211,15 @@ def _numeric_costs(row: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _train(
-    spec: TrialSpec, candidate: Candidate, train_cfg: dict, row: dict, report, checkpoint
+    spec: TrialSpec, candidate: Candidate, configs: tuple, row: dict, report, checkpoint
 ) -> None:
     from nas.models.build import build_model
+    from nas.pretrain.loop import PretrainConfig
     from nas.train import TrainConfig, train
     from nas.train.data import DataConfig, load_data
 
-    cfg = TrainConfig.from_dict(train_cfg, source="train")
+    cfg = TrainConfig.from_dict(configs[0], source="train")
+    pre_cfg = PretrainConfig.from_dict(configs[1], source="pretrain")
     data_cfg = DataConfig.from_dict(
         {**spec.data, "image_size": candidate.image_size}, source="data"
     )
@@ -200,6 +229,12 @@ def _train(
     torch.manual_seed(cfg.seed)
     model = build_model(candidate)
     costs = _numeric_costs(row)
+    if pre_cfg.method != "none":
+        pre_ckpt = Path(checkpoint).with_name("pretrain.pt") if checkpoint else None
+        encoder = _pretrain(candidate, data, pre_cfg, cfg, row, report, pre_ckpt, costs)
+        if encoder is None:
+            return
+        model.load_state_dict(encoder, strict=True)
 
     history: list[dict] = []
     t0 = time.perf_counter()
@@ -215,6 +250,34 @@ def _train(
     result = train(model, data, cfg, report=on_epoch, checkpoint=checkpoint)
     _record(row, result.history, time.perf_counter() - t0)
     row["status"], row["reason"] = result.status, result.reason or None
+
+
+def _pretrain(candidate, data, pre_cfg, cfg, row, report, checkpoint, costs) -> dict | None:
+    """The pre-training phase: its columns into the row, a report (with the checkpoint) per
+    epoch; the encoder's weights, or None when it diverged (the row says so)."""
+    from nas.pretrain.loop import build_fcmae, pretrain
+
+    t0 = time.perf_counter()
+
+    def on_epoch(metrics: dict) -> None:
+        if metrics["pretrain_epoch"] == 0:  # before the first step: the reference loss
+            row["pretrain_val_loss_init"] = metrics["pretrain_val_loss"]
+            return
+        row.update(metrics, pretrain_s=time.perf_counter() - t0)  # this run's, until the end
+        partial = {**row, "status": "error", "reason": "stopped during pre-training"}
+        report({**costs, **metrics, "_row": json.dumps(partial, default=str), "_partial": True})
+
+    torch.manual_seed(cfg.seed)
+    fcmae = build_fcmae(candidate, pre_cfg)
+    result = pretrain(fcmae, data, pre_cfg, cfg, report=on_epoch, checkpoint=checkpoint)
+    row["pretrain_resumed_at"] = result.start_epoch
+    if result.history:  # the epochs' own times: right across a resume as well
+        row.update(result.history[-1])
+        row["pretrain_s"] = sum(h["pretrain_epoch_s"] for h in result.history)
+    if result.status != "ok":
+        row["status"], row["reason"] = result.status, result.reason
+        return None
+    return fcmae.encoder_state_dict()
 
 
 def _record(row: dict, history: list[dict], train_s: float) -> None:

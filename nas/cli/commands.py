@@ -201,63 +201,6 @@ def cmd_measure(args) -> int:
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
-def cmd_train(args) -> int:
-    import time
-
-    from nas.models.build import build_model
-    from nas.space.candidate import Candidate
-    from nas.train import TrainConfig, train
-    from nas.train.data import DataConfig, load_data
-
-    (candidate,) = _targets(args.target, 1, args.seed)
-    data_cfg = DataConfig.from_dict(
-        {
-            "dataset": args.dataset,
-            "image_size": args.image_size,
-            "seed": args.seed,
-            **({"path": args.data_path} if args.data_path else {}),
-        },
-        source="data",
-    )
-    overrides = {
-        k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None
-    }
-    cfg = TrainConfig.from_dict(
-        {"epochs": args.epochs, "seed": args.seed, "device": args.device, **overrides},
-        source="flags",
-    )
-    data = load_data(data_cfg).with_channels(candidate.in_chans)
-    candidate = Candidate.from_params(
-        {"num_classes": data.num_classes, "image_size": args.image_size}, base=candidate
-    )
-    print(
-        f"{args.target}: candidate {candidate.id} on {data.name} ({data.num_train} train / {data.num_val} val, "
-        f"{data.num_classes} classes, {args.image_size}x{args.image_size}), {cfg.epochs} epochs on {cfg.device}",
-        flush=True,
-    )
-    import torch
-
-    torch.manual_seed(cfg.seed)
-    model = build_model(candidate)
-    t0 = time.perf_counter()
-
-    def progress(m: dict) -> None:
-        print(
-            f"epoch {m['epoch']}/{cfg.epochs}  train_loss={m['train_loss']:.4f}  val_loss={m['val_loss']:.4f}  "
-            f"val_acc={m['val_acc']:.4f}  epoch_s={m['epoch_s']:.1f}  images_per_s={m['images_per_s']:.0f}",
-            flush=True,
-        )
-
-    result = train(model, data, cfg, report=progress, checkpoint=args.checkpoint)
-    best = max((h["val_acc"] for h in result.history), default=float("nan"))
-    print(
-        f"status={result.status}{' (' + result.reason + ')' if result.reason else ''}  "
-        f"val_acc={result.metrics.get('val_acc', float('nan')):.4f}  best_val_acc={best:.4f}  "
-        f"total_s={time.perf_counter() - t0:.1f}"
-    )
-    return 0 if result.status == "ok" else 1
-
-
 def cmd_bench(args) -> int:
     from nas.bench import BENCHES, format_result, run_bench
     from nas.device import resolve_device

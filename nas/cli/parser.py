@@ -6,11 +6,9 @@ from __future__ import annotations
 import argparse
 
 from nas.cli.campaigns import cmd_campaign, cmd_demo, cmd_export, cmd_report, cmd_resume
-from nas.cli.commands import cmd_bench, cmd_measure, cmd_sample, cmd_train, cmd_validate
-
-EPILOG = (
-    "Docs: README.md (YAML reference, CLI reference). Bad input exits with code 2 and one line."
-)
+from nas.cli.commands import cmd_bench, cmd_measure, cmd_sample, cmd_validate
+from nas.cli.flags import EPILOG, positive_int
+from nas.cli.training import add_pretrain, add_train
 
 __all__ = ["build_parser"]
 
@@ -26,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_validate,
         _add_sample,
         _add_measure,
-        _add_train,
+        add_train,
+        add_pretrain,
         _add_campaign,
         _add_bench,
         _add_resume,
@@ -68,7 +67,7 @@ def _add_sample(sub) -> None:
     s.add_argument("space", help="design-space YAML file")
     s.add_argument(
         "-n",
-        type=_positive_int,
+        type=positive_int,
         default=10,
         metavar="N",
         help="number of distinct candidates (default 10)",
@@ -102,7 +101,7 @@ def _add_measure(sub) -> None:
     m.add_argument("target", help="candidate (preset) YAML or design-space YAML")
     m.add_argument(
         "-n",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="candidates to sample from a space (default 1)",
@@ -112,24 +111,24 @@ def _add_measure(sub) -> None:
         "--json", action="store_true", help="one JSON object per candidate (exact key names)"
     )
     m.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    m.add_argument("--batch", type=_positive_int, default=1, help="latency batch (default 1)")
+    m.add_argument("--batch", type=positive_int, default=1, help="latency batch (default 1)")
     m.add_argument(
         "--throughput-batch",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="B",
         help="also time batch B and report images/s",
     )
     m.add_argument(
         "--image-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="S",
         help="input size (default: the candidate's)",
     )
     m.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="CPU threads, pinned while timing (default 1)",
     )
@@ -148,37 +147,6 @@ def _add_measure(sub) -> None:
         "--no-latency", action="store_true", help="skip timing (params, MACs, memory only)"
     )
     m.set_defaults(func=cmd_measure)
-
-
-def _add_train(sub) -> None:
-    """``nas train``."""
-    t = sub.add_parser(
-        "train",
-        help="train one candidate on a short budget",
-        epilog=EPILOG,
-        description="Train a candidate (preset YAML) and print one line per epoch, ending with its status.",
-    )
-    t.add_argument("target", help="candidate (preset) YAML")
-    t.add_argument("--epochs", type=_positive_int, default=6, help="epochs (default 6)")
-    t.add_argument(
-        "--dataset",
-        default="digits",
-        help="digits | cifar10 | imagefolder | synthetic (default digits)",
-    )
-    t.add_argument(
-        "--data-path", default=None, help="data folder for cifar10/imagefolder (or NAS_DATA)"
-    )
-    t.add_argument("--image-size", type=_positive_int, default=32, help="input size (default 32)")
-    t.add_argument(
-        "--batch-size", type=_positive_int, default=None, help="batch size (default 128)"
-    )
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
-    t.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    t.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-    t.add_argument(
-        "--checkpoint", default=None, help="save after every epoch and resume from this file"
-    )
-    t.set_defaults(func=cmd_train)
 
 
 def _add_campaign(sub) -> None:
@@ -211,7 +179,7 @@ def _add_campaign(sub) -> None:
         )
         c.add_argument(
             "-n",
-            type=_positive_int,
+            type=positive_int,
             default=8,
             metavar="N",
             help="trials (survey/search; default 8)",
@@ -219,7 +187,7 @@ def _add_campaign(sub) -> None:
         c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         c.add_argument("--results", default="results", help="results root folder (default results)")
         c.add_argument(
-            "--epochs", type=_positive_int, default=None, help="override the space's train.epochs"
+            "--epochs", type=positive_int, default=None, help="override the space's train.epochs"
         )
         c.add_argument(
             "--retrain",
@@ -345,7 +313,7 @@ def _add_demo(sub) -> None:
         "--runner", default="runners/local.yaml", help="runner profile (default runners/local.yaml)"
     )
     d.add_argument("--name", default="quickstart", help="campaign name (default quickstart)")
-    d.add_argument("-n", type=_positive_int, default=8, metavar="N", help="candidates (default 8)")
+    d.add_argument("-n", type=positive_int, default=8, metavar="N", help="candidates (default 8)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--results", default="results", help="results root (default results)")
     _add_quiet(d)
@@ -366,7 +334,7 @@ def _add_ablate_flags(c) -> None:
     )
     c.add_argument(
         "--seeds",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="R",
         help="seeds per point (default 1)",
@@ -384,13 +352,3 @@ def _add_quiet(p) -> None:
         action="store_true",
         help="no progress lines (by default one line per finished trial and a summary, on stderr)",
     )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value

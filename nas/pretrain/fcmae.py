@@ -30,51 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.errors import SpaceError
 from nas.models.blocks import GRN, AffinityMixer, ConvNeXtBlock
 from nas.models.build import build_model
 from nas.space.candidate import Candidate
+from nas.space.pretrain import check_fcmae, patch_grid
 
-__all__ = ["FCMAE", "MaskState", "check_fcmae", "grid_size"]
+__all__ = ["FCMAE", "MaskState", "check_fcmae", "patch_grid"]
 
 _POOLS = (nn.AvgPool2d, nn.MaxPool2d)
-
-
-def grid_size(candidate: Candidate, patch: int | None) -> tuple[int, int]:
-    """(patch, patches per side): ``patch`` defaults to the network's total stride."""
-    p = patch or candidate.stage_stride(candidate.num_stages - 1)
-    return p, candidate.image_size // p
-
-
-def check_fcmae(candidate: Candidate, *, patch: int | None, mask_ratio: float, source: str) -> None:
-    """SpaceError unless FCMAE can keep the mask exactly for this candidate and settings."""
-    p, side = grid_size(candidate, patch)
-    if p < 1 or candidate.image_size % p:
-        raise SpaceError(
-            source,
-            "pretrain.patch",
-            f"expected a divisor of image_size {candidate.image_size}, got {p}",
-        )
-    if not 0.0 < mask_ratio < 1.0:
-        raise SpaceError(
-            source, "pretrain.mask_ratio", f"expected a number in (0, 1), got {mask_ratio}"
-        )
-    if int(side * side * (1 - mask_ratio)) < 1:
-        raise SpaceError(
-            source,
-            "pretrain.mask_ratio",
-            f"{mask_ratio} over {side}x{side} patches of {p} px leaves no patch visible; use a "
-            "smaller pretrain.patch or mask_ratio",
-        )
-    for i in range(candidate.num_stages):
-        res = candidate.image_size // candidate.stage_stride(i)
-        if candidate.image_size % candidate.stage_stride(i) or (res % side and side % res):
-            raise SpaceError(
-                source,
-                "pretrain.patch",
-                f"stage {i} runs at {res}x{res}, which neither divides nor is a multiple of the "
-                f"{side}x{side} patch grid (patch {p}, image {candidate.image_size})",
-            )
 
 
 class MaskState:
@@ -145,7 +108,7 @@ class FCMAE(nn.Module):
         super().__init__()
         check_fcmae(candidate, patch=patch, mask_ratio=mask_ratio, source="FCMAE")
         self.candidate = candidate
-        self.patch, self.side = grid_size(candidate, patch)
+        self.patch, self.side = patch_grid(candidate, patch)
         self.stride = candidate.stage_stride(candidate.num_stages - 1)
         self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
         self.encoder = build_model(candidate)

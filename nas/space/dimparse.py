@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nas.errors import SpaceError, did_you_mean
-from nas.settings import TRAIN_RULES, Rule
+from nas.settings import PRETRAIN_RULES, TRAIN_RULES, Rule
 from nas.space.candidate import STAGE_FIELDS
 from nas.space.dims import CHECKS, FREE_KEYS, STAGE_KEYS, Dim, grid_size, is_number
 from nas.space.expr import Expr, ExprError
@@ -17,6 +17,11 @@ __all__ = ["DimParser", "SpaceErrors", "accepts"]
 
 KINDS = ("choice", "int", "float", "derive", "fixed")
 DIM_OPTIONS = ("when", "tie", "step", "log")
+# sections whose settings can be dimensions: name -> (rules, what they are called in errors)
+SETTINGS_DIMS: dict[str, tuple[dict[str, Rule], str]] = {
+    "train": (TRAIN_RULES, "training"),
+    "pretrain": (PRETRAIN_RULES, "pre-training"),
+}
 
 
 class SpaceErrors:
@@ -54,20 +59,8 @@ class DimParser:
         for key, spec in raw.items():
             if key == "stage":
                 self._stage(spec)
-            elif key == "train":
-                if not isinstance(spec, Mapping):
-                    self.err(
-                        "space.train", f"expected a mapping of training settings, got {spec!r}"
-                    )
-                for tkey, tspec in spec.items():
-                    if tkey not in TRAIN_RULES:
-                        self.err(
-                            f"space.train.{tkey}",
-                            f"unknown training setting{did_you_mean(tkey, TRAIN_RULES)}; allowed: {list(TRAIN_RULES)}",
-                        )
-                    self.specs.append(
-                        (f"train.{tkey}", f"space.train.{tkey}", tspec, None, f"train.{tkey}")
-                    )
+            elif key in SETTINGS_DIMS:
+                self._settings(key, spec)
             elif key == "vars":
                 if not isinstance(spec, Mapping):
                     self.err("space.vars", f"expected a mapping of helper variables, got {spec!r}")
@@ -83,11 +76,25 @@ class DimParser:
             elif key in FREE_KEYS:
                 self.specs.append((key, f"space.{key}", spec, None, key))
             else:
-                allowed = sorted(FREE_KEYS | {"width", "stage", "train", "vars"})
+                allowed = sorted(FREE_KEYS | {"width", "stage", "vars", *SETTINGS_DIMS})
                 self.err(
                     f"space.{key}",
                     f"unknown dimension{did_you_mean(key, allowed)}; allowed: {allowed}",
                 )
+
+    def _settings(self, section: str, spec: Any) -> None:
+        """``space.train.*`` / ``space.pretrain.*``: dimensions over that section's settings."""
+        rules, what = SETTINGS_DIMS[section]
+        if not isinstance(spec, Mapping):
+            self.err(f"space.{section}", f"expected a mapping of {what} settings, got {spec!r}")
+        for key, value in spec.items():
+            if key not in rules:
+                self.err(
+                    f"space.{section}.{key}",
+                    f"unknown {what} setting{did_you_mean(key, rules)}; allowed: {list(rules)}",
+                )
+            name = f"{section}.{key}"
+            self.specs.append((name, f"space.{name}", value, None, name))
 
     def _stage(self, raw: Any) -> None:
         if not isinstance(raw, Mapping):
@@ -257,8 +264,9 @@ class DimParser:
     ) -> None:
         if check == "vars":
             return
-        if check.startswith("train."):
-            rule = TRAIN_RULES[check[len("train.") :]]
+        section, _, key = check.partition(".")
+        if section in SETTINGS_DIMS and key:
+            rule = SETTINGS_DIMS[section][0][key]
             bad = [v for v in values if not accepts(rule, v)]
             if bad:
                 self.err(path, f"expected {rule[1]}, got {bad[0]!r}")

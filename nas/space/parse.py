@@ -12,10 +12,11 @@ from typing import Any
 
 from nas.documents import DocumentError, read_yaml
 from nas.errors import SpaceError, did_you_mean
-from nas.settings import DATA_RULES, DATASETS, TRAIN_RULES, Rule
+from nas.settings import DATA_RULES, DATASETS, PRETRAIN_RULES, TRAIN_RULES, Rule
 from nas.space.candidate import Candidate, CandidateError, load_candidate
 from nas.space.dimparse import DimParser, SpaceErrors, accepts
 from nas.space.dims import is_number
+from nas.space.pretrain import check_mask
 from nas.space.space import Space
 from nas.vocab import COLUMNS, COST_COLUMNS, SAMPLERS
 
@@ -28,6 +29,7 @@ TOP_KEYS = (
     "stages",
     "data",
     "train",
+    "pretrain",
     "objectives",
     "constraints",
     "sampler",
@@ -57,6 +59,7 @@ def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None)
             f"unknown data set {dataset['dataset']!r}{did_you_mean(dataset['dataset'], DATASETS)}; allowed: {list(DATASETS)}",
         )
     train = _section(err, "train", data.get("train"), TRAIN_RULES)
+    pretrain = _section(err, "pretrain", data.get("pretrain"), PRETRAIN_RULES)
     base = _base(err, data.get("base"), dataset, root)
     stages = data.get("stages", base.num_stages)
     if not isinstance(stages, int) or isinstance(stages, bool) or stages < 1:
@@ -76,17 +79,16 @@ def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None)
             f"unknown sampler {sampler!r}{did_you_mean(sampler, SAMPLERS)}; allowed: {list(SAMPLERS)}",
         )
     raw = data.get("space") or {}
-    if not isinstance(raw, Mapping):
-        err("space", f"expected a mapping of dimensions, got {type(raw).__name__}")
-    dims = DimParser(err, stages)
-    dims.parse(raw)
+    ordered = _dims(err, stages, raw)
+    _check_pretrain(source, base, pretrain, ordered)
     return Space(
         name=name,
-        dims=dims.ordered(),
+        dims=ordered,
         base=base,
         stages=stages,
         data=dataset,
         train=train,
+        pretrain=pretrain,
         objectives=objectives,
         constraints=constraints,
         sampler=sampler,
@@ -95,8 +97,28 @@ def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None)
     )
 
 
+def _dims(err: SpaceErrors, stages: int, raw: Any) -> tuple:
+    if not isinstance(raw, Mapping):
+        err("space", f"expected a mapping of dimensions, got {type(raw).__name__}")
+    dims = DimParser(err, stages)
+    dims.parse(raw)
+    return dims.ordered()
+
+
+def _check_pretrain(source: str, base: Candidate, pretrain: dict, dims) -> None:
+    """FCMAE settings the base candidate cannot keep the mask under are a SpaceError now (a
+    sampled candidate that cannot is an invalid point, rejected like any other)."""
+    varied = {d.name for d in dims}
+    methods = {pretrain.get("method", "none")}
+    for d in dims:
+        if d.name == "pretrain.method":
+            methods |= set(d.values or ())
+    if "fcmae" in methods and not varied & {"pretrain.patch", "pretrain.mask_ratio"}:
+        check_mask(base, pretrain, source=source)
+
+
 def _section(err: SpaceErrors, name: str, value: Any, rules: dict[str, Rule]) -> dict:
-    """A ``data:`` or ``train:`` section checked against the rules its consumer applies."""
+    """A ``data:``, ``train:`` or ``pretrain:`` section checked against the rules its consumer applies."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):

@@ -26,24 +26,29 @@ from nas.space.candidate import (
 )
 from nas.space.dims import Dim, decode, encode, grid_size
 from nas.space.expr import ExprError
+from nas.space.pretrain import check_mask
 
 __all__ = ["Sample", "Space"]
 
 
 class Sample(NamedTuple):
-    """One sampled point: its flat params, the Candidate and the training overrides."""
+    """One sampled point: its flat params, the Candidate, the training and the pre-training
+    overrides."""
 
     params: dict[str, Any]
     candidate: Candidate
     train: dict[str, Any]
+    pretrain: dict[str, Any] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
 
     @property
     def id(self) -> str:
-        if not self.train:
+        if not self.train and not self.pretrain:
             return self.candidate.id
         import hashlib
 
         key = self.candidate.to_json() + json.dumps(self.train, sort_keys=True)
+        if self.pretrain:
+            key += json.dumps(self.pretrain, sort_keys=True)
         return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
@@ -58,6 +63,7 @@ class Space:
     stages: int
     data: dict = dataclasses.field(default_factory=dict)
     train: dict = dataclasses.field(default_factory=dict)
+    pretrain: dict = dataclasses.field(default_factory=dict)
     objectives: dict = dataclasses.field(default_factory=dict)
     constraints: dict = dataclasses.field(default_factory=dict)
     sampler: str = "tpe"
@@ -105,9 +111,19 @@ class Space:
 
     def to_sample(self, params: Mapping[str, Any]) -> Sample:
         """Flat params -> Sample (raises CandidateError for an invalid combination)."""
-        arch = {k: v for k, v in params.items() if not k.startswith(("train.", "vars."))}
+        arch = {
+            k: v for k, v in params.items() if not k.startswith(("train.", "pretrain.", "vars."))
+        }
         train = {k[len("train.") :]: v for k, v in params.items() if k.startswith("train.")}
-        return Sample(dict(params), Candidate.from_params(arch, base=self.base), train)
+        pre = {k[len("pretrain.") :]: v for k, v in params.items() if k.startswith("pretrain.")}
+        candidate = Candidate.from_params(arch, base=self.base)
+        settings = {**self.pretrain, **pre}
+        if settings.get("method", "none") != "none":
+            try:
+                check_mask(candidate, settings)
+            except SpaceError as e:  # this candidate cannot keep the mask: not a valid point
+                raise CandidateError(f"{e.key_path}: {e.message}") from None
+        return Sample(dict(params), candidate, train, pre)
 
     def sample(self, rng: np.random.Generator, *, max_tries: int = 1000) -> Sample:
         """One valid sample (rejection sampling over invalid combinations)."""

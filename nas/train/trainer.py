@@ -232,7 +232,7 @@ def train(
     warmup = min(total, round(cfg.warmup_epochs * steps_per_epoch))
     optimizer = make_optimizer(model, cfg)
     step = make_step(model, optimizer, cfg, total_steps=total, warmup_steps=warmup)
-    history, start = _resume(checkpoint, model, optimizer, gen) if checkpoint else ([], 0)
+    history, start = load_checkpoint(checkpoint, model, optimizer, gen) if checkpoint else ([], 0)
     model.train()
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
@@ -257,7 +257,7 @@ def train(
         history.append(row)
         log.info("epoch %d/%d %s", epoch + 1, cfg.epochs, _fmt(row))
         if checkpoint:
-            _save(checkpoint, model, optimizer, gen, history)
+            save_checkpoint(checkpoint, model, optimizer, gen, history)
         if report is not None:
             report(dict(row))
     return _stop(model, history, "ok", "")
@@ -302,7 +302,7 @@ def _stop(model: nn.Module, history: list[dict], status: str, reason: str) -> Tr
     return TrainResult(status, reason, metrics, history, model, len(history))
 
 
-def _save(path, model, optimizer, gen: torch.Generator, history: list[dict]) -> None:
+def save_checkpoint(path, model, optimizer, gen: torch.Generator, history: list[dict]) -> None:
     """Atomic: write a temporary file next to the target, then rename over it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -322,7 +322,7 @@ def _save(path, model, optimizer, gen: torch.Generator, history: list[dict]) -> 
     os.replace(tmp, path)
 
 
-def _resume(path, model, optimizer, gen: torch.Generator) -> tuple[list[dict], int]:
+def load_checkpoint(path, model, optimizer, gen: torch.Generator) -> tuple[list[dict], int]:
     path = Path(path)
     if not path.is_file():
         return [], 0
