@@ -19,6 +19,7 @@ NAMES = {
     "revcol",
     "kernels",
     "grn",
+    "fcmae",
     "trainer",
     "gpu",
     "all",
@@ -100,3 +101,12 @@ def test_the_gpu_check_says_skipped_in_one_line_without_a_gpu(tmp_path):
                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout == "bench gpu: skipped: no CUDA GPU here: nothing to check\n"
+
+
+def test_fcmae_bench_runs_and_writes_its_figures(tmp_path):
+    result = run_bench("fcmae", quick=True, out_dir=tmp_path)
+    figures = result["figures"]
+    assert figures["step_time_ratio"] > 0 and figures["decoder_params"] > 0
+    assert figures["mask"] == "4x4 patches of 8 px, ratio 0.6"
+    assert (tmp_path / "fcmae.json").is_file()
+    assert format_result("fcmae", result)[-1].startswith("pretrain/supervised step time ")

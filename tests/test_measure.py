@@ -129,7 +129,9 @@ def test_measurement_row_has_every_key_and_provenance():
     assert row["status"] == "ok" and row["candidate_id"] == c.id
     assert row["device"] == "cpu" and row["threads"] == 1 and row["dtype"] == "float32"
     assert row["torch_version"] == torch.__version__
-    assert row["warmup_iters"] >= 10 and row["timed_iters"] == 30 * row["latency_rounds"] >= 150
+    rounds = row["latency_rounds"]
+    assert row["warmup_iters"] >= 10 and row["timed_iters"] >= 30 * rounds >= 150
+    assert row["timed_iters"] % rounds == 0  # every round has the same number of runs
     assert 0 < row["latency_ms_p50"] <= row["latency_ms_p90"] and row["latency_cv"] >= 0
     assert row["train_saved_bytes"] > 0 and row["train_peak_bytes"] is None  # CPU: no CUDA peak
     assert row["throughput_images_per_s"] > 0

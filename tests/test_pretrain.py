@@ -251,3 +251,118 @@ def test_bad_pretrain_settings_are_one_line(tmp_path, text, message):
         load_space(path)
     assert str(e.value) == f"{path}: {message}" or message in str(e.value), str(e.value)
     assert str(path) in str(e.value)
+
+
+# ---------------------------------------------------------------------- campaigns (real local Ray)
+CAMPAIGN_SPACE = f"""
+name: pre
+base: {PRESETS / "quickstart_base.yaml"}
+data: {{dataset: synthetic, image_size: 32, limit: 384}}
+train: {{epochs: 1, batch_size: 32}}
+pretrain: {{epochs: EPOCHS, patch: 8, decoder_dim: 32}}
+objectives: {{val_acc: max}}
+space:
+  grn: {{choice: [true, false]}}
+  pretrain:
+    method: {{choice: [none, fcmae]}}
+"""
+CAMPAIGN_RUNNER = """
+name: test
+cpus_per_trial: 1
+max_concurrent: 1
+object_store_mb: 128
+latency: serial
+"""
+
+
+def _campaign_files(tmp_path, epochs: int):
+    space, runner = tmp_path / "space.yaml", tmp_path / "runner.yaml"
+    space.write_text(CAMPAIGN_SPACE.replace("EPOCHS", str(epochs)))
+    runner.write_text(CAMPAIGN_RUNNER)
+    return space, runner
+
+
+def _nas(*args, **kw):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "nas.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
+
+
+@pytest.mark.heavy
+def test_an_ablation_over_pretrain_method_runs_and_rows_carry_the_pretraining(tmp_path):
+    from nas.campaign.table import read_table
+
+    space, runner = _campaign_files(tmp_path, epochs=2)
+    proc = _nas(
+        "ablate", str(space), "--runner", str(runner), "--name", "abl", "--results",
+        str(tmp_path), "--axes", "pretrain.method", "--seeds", "1",
+    )  # fmt: skip
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    df = read_table(tmp_path / "abl")
+    assert len(df) == 2 and (df["status"] == "ok").all(), df[["status", "reason"]]
+    pre = df[df["pretrain.method"] == "fcmae"].iloc[0]
+    none = df[df["pretrain.method"] == "none"].iloc[0]
+    assert none["axis"] == "baseline" and pre["axis"] == "pretrain.method"
+    assert pre["pretrain.epochs"] == 2 and pre["pretrain.patch"] == 8 and pre["pretrain_epoch"] == 2
+    assert pre["pretrain_loss"] > 0 and pre["pretrain_s"] > 0 and pre["train_s"] > 0
+    assert pre["pretrain_val_loss"] < pre["pretrain_val_loss_init"]
+    assert pre["pretrain_resumed_at"] == 0 and pre["epochs"] == 1
+    assert pd_isna(none.get("pretrain_loss")) and pre["run_key"] != none["run_key"]
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
+
+
+@pytest.mark.heavy
+def test_a_campaign_killed_during_pretraining_resumes_from_the_pretraining_checkpoint(tmp_path):
+    import os
+    import signal
+    import time
+
+    from nas.campaign.table import read_table
+
+    space, runner = _campaign_files(tmp_path, epochs=40)
+    text = space.read_text().replace("method: {choice: [none, fcmae]}", "method: fcmae")
+    text = text.replace("limit: 384", "limit: 640")
+    space.write_text(text.replace("grn: {choice: [true, false]}", "grn: true"))
+    folder = tmp_path / "k"
+    proc = _nas(
+        "survey", str(space), "--runner", str(runner), "--name", "k", "-n", "1",
+        "--results", str(tmp_path), start_new_session=True,
+    )  # fmt: skip
+    # Tune keeps every checkpoint until the run ends, and writes its experiment state (which
+    # names the latest checkpoint) every 2 s: wait until a few epochs are checkpointed
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(folder.rglob("checkpoint_*/pretrain.pt"))) < 5:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.2)
+    assert len(list(folder.rglob("checkpoint_*/pretrain.pt"))) >= 5, "no pre-training checkpoints"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1)
+    try:  # the local Ray the driver started is in its session: stop only that
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    assert not list(folder.rglob("checkpoint_*/train.pt")), "killed after pre-training ended"
+    resumed = _nas("resume", str(folder))
+    out, _ = resumed.communicate(timeout=420)
+    assert resumed.returncode == 0, out[-3000:]
+    (row,) = read_table(folder).to_dict("records")
+    assert row["status"] == "ok", row
+    assert 1 <= row["pretrain_resumed_at"] < 40  # continued from an epoch's checkpoint
+    assert row["pretrain_epoch"] == 40 and row["epochs"] == 1

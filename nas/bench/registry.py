@@ -17,6 +17,7 @@ import torch
 from nas.bench.campaign import bench as bench_campaign
 from nas.bench.common import CPU_THREADS
 from nas.bench.cost import bench_cost
+from nas.bench.fcmae import bench_fcmae
 from nas.bench.gpu import bench as bench_gpu
 from nas.bench.grn import bench_grn
 from nas.bench.kernels import bench_kernels
@@ -40,6 +41,7 @@ BENCHES: dict[str, Callable[..., dict]] = {
     "revcol": bench_revcol,
     "kernels": bench_kernels,
     "grn": bench_grn,
+    "fcmae": bench_fcmae,
     "trainer": bench_trainer,
     "campaign": bench_campaign,
     "gpu": bench_gpu,
