@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import nas
@@ -49,6 +51,23 @@ def test_factorial_plan():
         space, space.base, ["grn", "stage.kernel"], seeds=1, seed=0, factorial=True
     )
     assert len(plans) == 2 * 3  # the baseline point is one of the 6 combinations
+    cells = [json.loads(p["axis_value"]) for p in plans if p["axis"] == "factorial"]
+    assert {"grn", "stage.kernel"} == set(cells[0])  # an {axis: value} object per cell
+    assert len({json.dumps(c, sort_keys=True) for c in cells}) == len(cells) == 5
+
+
+def test_factorial_plan_over_a_pretraining_axis():
+    space = nas.load_space(ROOT / "spaces/fcmae_grn.yaml")
+    plans = plan_ablation(
+        space, space.base, ["grn", "pretrain.method"], seeds=2, seed=0, factorial=True
+    )
+    assert len(plans) == 4 * 2  # 2 x 2 cells (one of them the baseline) x 2 seeds
+    by_cell = {(p["axis_value"], p["seed"]): p for p in plans}
+    fcmae_off = by_cell[(json.dumps({"grn": False, "pretrain.method": "fcmae"}), 0)]
+    assert fcmae_off["pretrain"] == {"method": "fcmae"}
+    assert nas.Candidate.from_dict(fcmae_off["candidate"]).grn is False
+    baseline = [p for p in plans if p["axis"] == "baseline"]
+    assert len(baseline) == 2 and all(p["pretrain"] == {} for p in baseline)
 
 
 def test_runner_profiles_load_and_errors(tmp_path):

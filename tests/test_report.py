@@ -558,3 +558,52 @@ def test_cost_attribution_from_an_ablate_table():
         cost_attribution()
     with pytest.raises(UserError, match="either an ablate table or a candidate"):
         cost_attribution(df, candidate=Candidate())
+
+
+# ---------------------------------------------------------------------- factorial ablations
+def _factorial_table() -> pd.DataFrame:
+    def cell(grn, method):
+        return json.dumps({"grn": grn, "pretrain.method": method})
+
+    rows = [  # axis, axis_value, seed, val_acc, arch.grn, pretrain.method
+        ("baseline", None, 0, 0.90, True, "none"),
+        ("baseline", None, 1, 0.92, True, "none"),
+        ("factorial", cell(False, "none"), 0, 0.85, False, "none"),
+        ("factorial", cell(False, "none"), 1, 0.89, False, "none"),
+        ("factorial", cell(True, "fcmae"), 0, 0.93, True, "fcmae"),
+        ("factorial", cell(True, "fcmae"), 1, 0.95, True, "fcmae"),
+        ("factorial", cell(False, "fcmae"), 0, 0.80, False, "fcmae"),
+        ("factorial", cell(False, "fcmae"), 1, 0.84, False, "fcmae"),
+    ]
+    df = pd.DataFrame(
+        rows, columns=["axis", "axis_value", "seed", "val_acc", "arch.grn", "pretrain.method"]
+    )
+    return df.assign(mode="ablate", status="ok")
+
+
+def test_factorial_cells_and_conditional_effects_by_hand():
+    from nas.report.factorial import factorial_cells, factorial_effects
+
+    df = _factorial_table()
+    cells = factorial_cells(df)
+    got = {(r["grn"], r["pretrain.method"]): r for r in cells.to_dict("records")}
+    assert set(got) == {(True, "none"), (False, "none"), (True, "fcmae"), (False, "fcmae")}
+    assert got[(True, "none")]["val_acc"] == pytest.approx(0.91)  # the baseline's rows
+    assert got[(False, "fcmae")]["n"] == 2
+    t1 = stats.t.ppf(0.975, 1)
+    assert got[(True, "fcmae")]["ci_val_acc"] == pytest.approx(
+        t1 * np.std([0.93, 0.95], ddof=1) / math.sqrt(2)
+    )
+    eff = factorial_effects(df).set_index(["axis", "given"])
+    # GRN off without pre-training: 0.85-0.90, 0.89-0.92 -> mean -0.04; with FCMAE: -0.13, -0.11
+    assert eff.loc[("grn", "pretrain.method=none"), "d_val_acc"] == pytest.approx(-0.04)
+    assert eff.loc[("grn", "pretrain.method=fcmae"), "d_val_acc"] == pytest.approx(-0.12)
+    assert eff.loc[("grn", "pretrain.method=fcmae"), "change"] == "True -> False"
+    assert eff.loc[("pretrain.method", "grn=True"), "d_val_acc"] == pytest.approx(0.03)
+    assert eff.loc[("pretrain.method", "grn=False"), "d_val_acc"] == pytest.approx(-0.05)
+    paired = [0.80 - 0.85, 0.84 - 0.89]  # the same seeds on both sides: a paired interval
+    assert eff.loc[("pretrain.method", "grn=False"), "ci_val_acc"] == pytest.approx(
+        t1 * np.std(paired, ddof=1) / math.sqrt(2)
+    )
+    with pytest.raises(UserError, match="factorial effects need rows of nas ablate --factorial"):
+        factorial_cells(df[df["axis"] == "baseline"])

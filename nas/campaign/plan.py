@@ -54,7 +54,8 @@ def plan_ablation(
     points: list[tuple[str, Any, dict]] = [("baseline", None, {})]
     if factorial:
         for combo in itertools.product(*values.values()):
-            points.append(("factorial", json.dumps(combo), dict(zip(axes, combo))))
+            point = dict(zip(axes, combo))
+            points.append(("factorial", point, point))
     else:
         for axis, vals in values.items():
             points += [(axis, v, {axis: v}) for v in vals]

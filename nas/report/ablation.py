@@ -94,8 +94,8 @@ def _baseline_value(row: pd.Series, axis: str) -> Any:
     """The baseline's own value of an ablation axis, or None when the row cannot tell: from
     ``arch.<axis>`` / ``param.<axis>``; ``stage.<name>`` when every stage has the same value; a
     per-stage list field (``depths``) as the list; ``width`` when widths double per stage."""
-    for col in (f"arch.{axis}", f"param.{axis}"):
-        if plain(row.get(col)) is not None:
+    for col in (f"arch.{axis}", f"param.{axis}", axis):  # axis: a pretrain./train. column
+        if col in row.index and plain(row.get(col)) is not None:
             return _decode(row[col])
     from nas.space.candidate import STAGE_FIELDS
 
@@ -198,7 +198,7 @@ def _attribution_from_table(df: pd.DataFrame) -> pd.DataFrame:
     metrics = ["params_m", "macs_m"] + (["latency_ms_p50"] if has_latency else [])
     effects = ablation_effects(df, metrics)
     own = {r.axis: r.value for r in effects.itertuples() if r.is_baseline}
-    effects = effects[~effects["is_baseline"]]
+    effects = effects[~effects["is_baseline"].astype(bool)]
     out = pd.DataFrame(
         {
             "axis": effects["axis"],

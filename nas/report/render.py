@@ -54,6 +54,7 @@ def build_report(
         _hypervolume_section(df, objectives),
         _edf_section(df),
         _ablation_section(df),
+        _factorial_section(df),
         _attribution_section(df, front, knees),
         _curves_section(front),
         _failures_section(df),
@@ -196,11 +197,36 @@ def _ablation_section(df):
     except UserError as e:
         section.unavailable = str(e)
         return section
+    if effects.empty:
+        section.unavailable = "no one-factor rows (a factorial ablation: see Factorial effects)"
+        return section
     section.table = effects
     section.text = "Mean difference to the baseline over seeds, with 95% confidence intervals."
     for metric in ("val_acc", "latency_ms_p50", "macs_m", "train_saved_mb"):
         if f"d_{metric}" in effects and effects[f"d_{metric}"].notna().any():
             section.figures.append(plots.plot_ablation(effects, metric))
+    return section
+
+
+def _factorial_section(df):
+    from nas.report.factorial import factorial_cells, factorial_effects
+
+    section = Section("Factorial effects")
+    if not len(df) or "axis" not in df or not (df["axis"] == "factorial").any():
+        section.unavailable = "only nas ablate --factorial campaigns have factorial cells"
+        return section
+    metrics = [m for m in ("val_acc", "latency_ms_p50", "macs_m") if m in df]
+    try:
+        cells, effects = factorial_cells(df, metrics), factorial_effects(df, metrics)
+    except UserError as e:
+        section.unavailable = str(e)
+        return section
+    section.table = effects
+    section.text = (
+        "The effect of changing one axis with the others held fixed (mean difference over seeds, "
+        "paired by seed, 95% interval). Cells (mean ± 95% interval over seeds):\n\n"
+        + cells.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    )
     return section
 
 
