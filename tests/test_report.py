@@ -607,3 +607,16 @@ def test_factorial_cells_and_conditional_effects_by_hand():
     )
     with pytest.raises(UserError, match="factorial effects need rows of nas ablate --factorial"):
         factorial_cells(df[df["axis"] == "baseline"])
+
+
+def test_the_report_has_factorial_sections_and_says_why_one_factor_ones_are_empty():
+    from nas.report.render import _ablation_section, _factorial_sections
+
+    df = _factorial_table()
+    cells, effects = _factorial_sections(df)
+    assert len(cells.table) == 4 and not cells.unavailable
+    assert set(effects.table["axis"]) == {"grn", "pretrain.method"}
+    assert "contains 0 is no measured effect" in effects.text
+    assert "see Factorial effects" in _ablation_section(df).unavailable
+    survey = df.assign(axis=None, mode="survey")
+    assert all(s.unavailable for s in _factorial_sections(survey))

@@ -96,6 +96,7 @@ def cmd_sample(args) -> int:
                         "params": {k: v for k, v in row.items() if k != "id"},
                         "candidate": s.candidate.to_dict(),
                         "train": s.train,
+                        "pretrain": s.pretrain,
                     },
                     sort_keys=True,
                 )

@@ -54,7 +54,7 @@ def build_report(
         _hypervolume_section(df, objectives),
         _edf_section(df),
         _ablation_section(df),
-        _factorial_section(df),
+        *_factorial_sections(df),
         _attribution_section(df, front, knees),
         _curves_section(front),
         _failures_section(df),
@@ -208,26 +208,29 @@ def _ablation_section(df):
     return section
 
 
-def _factorial_section(df):
+def _factorial_sections(df) -> list[Section]:
     from nas.report.factorial import factorial_cells, factorial_effects
 
-    section = Section("Factorial effects")
+    cells_section, effects_section = Section("Factorial cells"), Section("Factorial effects")
+    both = [cells_section, effects_section]
     if not len(df) or "axis" not in df or not (df["axis"] == "factorial").any():
-        section.unavailable = "only nas ablate --factorial campaigns have factorial cells"
-        return section
+        cells_section.unavailable = "only nas ablate --factorial campaigns have factorial cells"
+        effects_section.unavailable = cells_section.unavailable
+        return both
     metrics = [m for m in ("val_acc", "latency_ms_p50", "macs_m") if m in df]
     try:
-        cells, effects = factorial_cells(df, metrics), factorial_effects(df, metrics)
+        cells_section.table = factorial_cells(df, metrics)
+        effects_section.table = factorial_effects(df, metrics)
     except UserError as e:
-        section.unavailable = str(e)
-        return section
-    section.table = effects
-    section.text = (
-        "The effect of changing one axis with the others held fixed (mean difference over seeds, "
-        "paired by seed, 95% interval). Cells (mean ± 95% interval over seeds):\n\n"
-        + cells.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        cells_section.unavailable = effects_section.unavailable = str(e)
+        return both
+    cells_section.text = "Every cell of the factorial: mean over seeds and its 95% interval."
+    effects_section.text = (
+        "The effect of changing one axis with the others held fixed: mean difference over "
+        "seeds (paired by seed) with its 95% interval. An interval that contains 0 is no "
+        "measured effect."
     )
-    return section
+    return both
 
 
 def _attribution_section(df, front, knees):
