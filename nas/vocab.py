@@ -16,10 +16,12 @@ __all__ = [
     "DEFAULT_SENSE",
     "DW_MIXERS",
     "FINISHED_STATUSES",
+    "GLOBAL_MIXERS",
     "MACROS",
     "METRIC_COLUMNS",
     "MIXERS",
     "NORMS",
+    "REVCOL_ALPHAS",
     "SAMPLERS",
     "SCHEDULERS",
     "STAGE_FIELDS",
@@ -30,14 +32,20 @@ __all__ = [
 MACROS = ("plain", "revcol")
 BLOCKS = ("convnext", "replk", "container")  # block styles (also stem, downsample and head styles)
 NORMS = ("ln", "bn")
+# RevCol's alpha: the official raw parameter (|alpha| clamped to >= 1e-3, sign kept, weight decay)
+# or nas's bounded one (0.25 + softplus(theta), no decay)
+REVCOL_ALPHAS = ("bounded", "official")
 MIXERS: dict[str, str] = {
     "static": "depthwise K x K conv on V (static, local affinity)",
     "dynamic": "multi-head softmax self-attention (dynamic, dense affinity)",
     "mixed": "sigmoid-gated blend of attention and a depthwise conv on the same V (Container)",
     "static_global": "learnable N x N token-mixing matrix shared across channels (MLP-Mixer)",
+    "container": "the paper's Container: (alpha softmax(QK^T / sqrt(d)) + beta A_static) V per "
+    "head on the same V, alpha and beta learnable scalars, A_static a learnable N x N matrix",
 }
 DW_MIXERS = ("static", "mixed")  # contain a depthwise conv (kernel / small kernel apply)
-ATTENTION_MIXERS = ("dynamic", "mixed")  # contain multi-head attention (head_dim applies)
+ATTENTION_MIXERS = ("dynamic", "mixed", "container")  # multi-head attention (head_dim applies)
+GLOBAL_MIXERS = ("static_global", "container")  # a learnable N x N matrix: a fixed token grid
 
 # per-stage tuple field of a Candidate -> the singular name used in flat params (stage.<i>.<name>)
 STAGE_FIELDS = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -280,7 +282,9 @@ def test_reparameterize_modules_copies() -> None:
 
 
 def test_mixer_validation() -> None:
-    with pytest.raises(ValueError, match="'dynamic', 'mixed', 'static', 'static_global'"):
+    with pytest.raises(
+        ValueError, match="'container', 'dynamic', 'mixed', 'static', 'static_global'"
+    ):
         AffinityMixer(32, mode="attention")
     with pytest.raises(ValueError, match="head_dim"):
         AffinityMixer(40, mode="dynamic", head_dim=32)
@@ -291,7 +295,9 @@ def test_mixer_validation() -> None:
         mixer(torch.randn(1, 32, 4, 4))
     with pytest.raises(ValueError, match="mixer"):
         ConvNeXtBlock(32, mixer="nope")
-    assert set(MIXERS) == {"static", "dynamic", "mixed", "static_global"}
+    assert set(MIXERS) == {"static", "dynamic", "mixed", "static_global", "container"}
+    with pytest.raises(ValueError, match="mixer 'container' needs tokens"):
+        AffinityMixer(32, mode="container")
 
 
 def _manual_attention(q, k, v, heads: int) -> torch.Tensor:
@@ -324,6 +330,29 @@ def test_static_global_applies_token_matrix() -> None:
     with torch.no_grad():
         mixer.affinity.copy_(torch.eye(12))
     torch.testing.assert_close(mixer(x), x)
+
+
+def test_container_mixer_is_the_papers_formula() -> None:
+    """(alpha softmax(Q K^T / sqrt(d)) + beta A_static) V per head on the same V, then W1."""
+    torch.manual_seed(0)
+    mixer = AffinityMixer(32, mode="container", head_dim=8, tokens=20).double()
+    with torch.no_grad():
+        mixer.alpha.fill_(0.7)
+        mixer.beta.fill_(-1.3)
+    x = torch.randn(2, 32, 4, 5, dtype=torch.float64)
+    q, k, v = mixer.qkv(x).chunk(3, dim=1)
+    heads = []
+    for i in range(4):
+        sl = slice(8 * i, 8 * (i + 1))
+        qi, ki, vi = (t[:, sl].flatten(2).transpose(1, 2) for t in (q, k, v))  # (B, N, d)
+        a_dyn = torch.softmax(qi @ ki.transpose(1, 2) / math.sqrt(8), dim=-1)
+        a = 0.7 * a_dyn + -1.3 * mixer.affinity  # one N x N matrix for every head
+        heads.append((a @ vi).transpose(1, 2).reshape(2, 8, 4, 5))
+    expected = mixer.proj(torch.cat(heads, dim=1))
+    torch.testing.assert_close(mixer(x), expected, atol=1e-12, rtol=1e-12)
+    assert mixer.alpha.shape == mixer.beta.shape == (1,)
+    fresh = AffinityMixer(32, mode="container", head_dim=8, tokens=20)
+    assert fresh.alpha.item() == fresh.beta.item() == 0.5  # the documented init
 
 
 # ------------------------------------------------------------------------------------ blocks

@@ -165,7 +165,9 @@ def test_params_round_trip(name):
 def test_json_round_trip(name):
     c = CANDIDATES[name]
     text = c.to_json()
-    assert json.loads(text) == c.to_dict()
+    # every field, except those added later while at their default (earlier ids stay the same)
+    later = {"revcol_alpha": "bounded"}
+    assert json.loads(text) == {k: v for k, v in c.to_dict().items() if later.get(k) != v}
     d = Candidate.from_json(text)
     assert d == c and d.id == c.id and d.to_json() == text
     assert Candidate.from_dict(json.loads(json.dumps(c.to_dict()))) == c

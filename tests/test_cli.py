@@ -47,7 +47,7 @@ def test_validate_seeds_subprocess():
     assert proc.stderr == ""
     out = proc.stdout
     assert out.startswith(f"{SEEDS}: valid space 'seeds' (4 stages, ")
-    assert "cardinality: 84,557,168,640 parameter points" in out
+    assert "cardinality: 253,624,320,000 parameter points" in out
     assert "objectives: val_acc (max), latency_ms_p50 (min)" in out
     assert "constraints: params_m in [0, 12]" in out
     assert "stage.3.kernel" in out and "when macro in ['revcol']" in out
@@ -150,7 +150,7 @@ def test_sample_json(capsys):
     assert len(records) == 50 and len({r["id"] for r in records}) == 50
     space = load_space(SEEDS)
     for r in records:
-        assert set(r) == {"id", "params", "candidate", "train"}
+        assert set(r) == {"id", "params", "candidate", "train", "pretrain"}
         c = Candidate.from_dict(r["candidate"])
         params = {k: v for k, v in r["params"].items() if v is not None}  # None: inactive
         sample = space.to_sample(params)

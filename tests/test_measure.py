@@ -94,6 +94,22 @@ def _seeds(n, seed):
     return [s.candidate for s in space.sample_distinct(n, np.random.default_rng(seed))[0]]
 
 
+@pytest.mark.parametrize("block", ["convnext", "replk", "container"])
+def test_container_mixer_costs_agree_fvcore_analytic_and_parameter_count(block):
+    c = nas.Candidate(
+        block=block, depths=(1, 1, 1, 1), widths=(16, 32, 64, 64), image_size=64, head_dim=16,
+        mixers=("static", "container", "container", "container"), num_classes=10,
+    )  # fmt: skip
+    model = nas.build_model(c)
+    x = torch.randn(1, 3, 64, 64)
+    fast = fast_cost(c)
+    assert fast["params"] == sum(p.numel() for p in model.parameters())
+    assert fast["macs"] == count_macs(model, x)[0] == flop_counter_macs(model, x)
+    deploy = nas.reparameterize(model)
+    assert fast["params_deploy"] == sum(p.numel() for p in deploy.parameters())
+    assert fast["macs_deploy"] == count_macs(deploy, x)[0]
+
+
 @pytest.mark.heavy
 def test_fast_path_equals_full_measurement_on_30_sampled():
     for c in _seeds(30, seed=3):

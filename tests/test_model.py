@@ -74,7 +74,7 @@ def _seeds_samples(n: int, seed: int):
 def _unused_by_design(name: str) -> bool:
     # RevCol's first column has no previous column: c^(0) = 0, so its alphas never act. They
     # exist (and are counted) as in the official model, but receive no gradient.
-    return name.startswith("columns.0.alpha_theta.")
+    return name.startswith(("columns.0.alpha_theta.", "columns.0.alphas."))
 
 
 @pytest.mark.parametrize("sample", _seeds_samples(20, seed=0), ids=lambda s: s.id)

@@ -64,9 +64,10 @@ def rel_error(a: dict, b: dict) -> float:
 )
 @pytest.mark.parametrize("style", sorted(STYLES))
 @pytest.mark.parametrize("columns", [1, 2, 4, 8])
-def test_reversible_gradients_equal_autograd(columns, style, dtype, tol):
+@pytest.mark.parametrize("alpha", ["bounded", "official"])
+def test_reversible_gradients_equal_autograd(columns, style, dtype, tol, alpha):
     torch.manual_seed(0)
-    model = nas.build_model(revcol(columns, style)).to(dtype)
+    model = nas.build_model(revcol(columns, style, revcol_alpha=alpha)).to(dtype)
     randomize_for_equivalence(model)  # LayerScale/GRN/gates ~0.4: every block matters
     x = torch.randn(8, 3, 64, 64, dtype=dtype)
     y = torch.arange(8) % 5
@@ -193,3 +194,57 @@ def test_columns_and_reversible_switch_a_preset():
     other = nas.Candidate.from_params({"columns": 2, "reversible": False}, base=base)
     assert (other.columns, other.reversible) == (2, False)
     assert other.id != base.id
+
+
+@pytest.mark.parametrize("columns", [2, 3])
+@pytest.mark.parametrize("value, used", [(-0.1, -0.1), (1e-4, 1e-3), (-1e-4, -1e-3), (0.7, 0.7)])
+def test_official_alpha_keeps_its_sign_clamps_its_size_and_stays_exact(value, used, columns):
+    """revcol_alpha: official is the official code's raw alpha: |alpha| >= 1e-3 in the forward,
+    sign kept; the forward is alpha * c_prev + F exactly, and the reversible gradients (alpha
+    gradients included) equal autograd's in float64: to the existing 1e-10 with 2 columns; with
+    3, one more reconstruction divides the rounding of c - F by |alpha| once more (about
+    eps * |F| / alpha^2 = 1e-16 * 1e6 at alpha = 1e-3), so the bound there is 1e-8."""
+    torch.manual_seed(0)
+    model = nas.build_model(revcol(columns, "convnext_v2", revcol_alpha="official")).double()
+    randomize_for_equivalence(model)
+    with torch.no_grad():
+        for column in model.columns:
+            column.alphas[1].fill_(value)
+    x = torch.randn(4, 3, 64, 64, dtype=torch.float64)
+    y = torch.arange(4) % 5
+    out_rev, g_rev = grads(model, x, y)
+    last = columns - 1
+    assert torch.all(model.columns[last].alphas[1] == used)  # clamped in place, as officially
+    model.reversible = False
+    out_ref, g_ref = grads(model, x, y)
+    torch.testing.assert_close(out_rev, out_ref, atol=1e-12, rtol=1e-9)
+    small = columns > 2 and abs(used) < 0.01
+    assert rel_error(g_rev, g_ref) <= (1e-8 if small else 1e-10)
+    assert g_rev[f"columns.{last}.alphas.1"].abs().sum() > 0
+    # the formula, by hand, for column 2 level 1 (non-reversible path)
+    column = model.columns[1]
+    stem = model.stem(x)
+    c1 = model.columns[0](stem, None)
+    c2 = column(stem, c1)
+    f = column.level_out(1, c2[0], c1)
+    torch.testing.assert_close(c2[1], used * c1[1] + f, atol=0, rtol=0)
+
+
+def test_official_alpha_is_decayed_by_the_optimizer_and_the_bounded_one_is_not():
+    from nas.train import param_groups
+
+    for mode, decayed in (("official", True), ("bounded", False)):
+        model = nas.build_model(revcol(2, "convnext_v1", revcol_alpha=mode))
+        decay = {id(p) for p in param_groups(model, 0.05)[0]["params"]}
+        name = "alphas" if mode == "official" else "alpha_theta"
+        alpha = getattr(model.columns[1], name)[0]
+        assert (id(alpha) in decay) is decayed, mode
+
+
+def test_revcol_alpha_is_a_candidate_field_that_keeps_earlier_ids():
+    bounded = revcol(2, "convnext_v1")
+    official = nas.Candidate.from_params({"revcol_alpha": "official"}, base=bounded)
+    assert official.id != bounded.id and '"revcol_alpha"' not in bounded.to_json()
+    assert nas.Candidate.from_params({"macro": "plain"}, base=official).revcol_alpha == "bounded"
+    with pytest.raises(nas.CandidateError, match="revcol_alpha"):
+        nas.Candidate.from_params({"revcol_alpha": "free"}, base=bounded)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nas.space.candidate import Candidate
+from nas.vocab import ATTENTION_MIXERS
 
 __all__ = ["analytic_cost"]
 
@@ -79,12 +80,14 @@ class _Tally:
         v_proj: bool,
         out_proj: bool,
     ) -> None:
-        if mode in ("dynamic", "mixed"):
+        if mode in ATTENTION_MIXERS:
             self.conv(c, (3 if v_proj else 2) * c, 1, hw)  # qkv (or qk)
             self.add(0, 2 * hw * hw * c)  # SDPA: heads * n * n * (d + d_v), heads * d = c
             if mode == "mixed":
                 self.rep_dw(c, k, small, hw, bn=dw_bn)
                 self.add(1)  # gate
+            if mode == "container":  # + beta * A_static V: the N x N matrix, alpha and beta
+                self.add(hw * hw + 2, c * hw * hw)
         else:
             if v_proj:
                 self.conv(c, c, 1, hw)

@@ -16,6 +16,7 @@ from nas.models.blocks import (
     conv_bn,
 )
 from nas.space.candidate import Candidate
+from nas.vocab import GLOBAL_MIXERS
 
 __all__ = [
     "Head",
@@ -92,7 +93,7 @@ def stage_blocks(c: Candidate, i: int, drop_rates: list[float]) -> nn.Sequential
     """The blocks of stage (or RevCol level) ``i``; ``drop_rates`` has one rate per block."""
     dim, mixer = c.widths[i], c.mixers[i]
     common = dict(mixer=mixer, head_dim=c.head_dim or 32, small_kernel=c.small_kernels[i])
-    common["tokens"] = c.stage_tokens(i) if mixer == "static_global" else None
+    common["tokens"] = c.stage_tokens(i) if mixer in GLOBAL_MIXERS else None
     blocks: list[nn.Module] = []
     for dp in drop_rates:
         if c.block == "convnext":

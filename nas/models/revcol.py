@@ -27,13 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.models.blocks import ConvNeXtBlock, LayerNorm2d
+from nas.models.blocks import LayerNorm2d
 from nas.models.parts import drop_path_rates, make_head, stage_blocks
+from nas.models.revcol_aux import Decoder, aux_columns, aux_loss_weights, revcol_loss
 from nas.space.candidate import Candidate
 
 __all__ = ["ALPHA_MIN", "RevColNet", "aux_columns", "aux_loss_weights", "revcol_loss"]
 
 ALPHA_MIN = 0.25
+_OFFICIAL_ALPHA_MIN = 1e-3
 _ALPHA_INIT = 0.5
 STATE_DTYPE = torch.float64  # column states of the reversible path (see _ReversibleColumn)
 
@@ -77,17 +79,40 @@ class Level(nn.Module):
 
 
 class Column(nn.Module):
-    """One column: a Level per stage and a learnable per-channel alpha per level."""
+    """One column: a Level per stage and a learnable per-channel alpha per level.
 
-    def __init__(self, levels: list[Level], widths: tuple[int, ...]):
+    ``alpha_mode="bounded"``: alpha = ALPHA_MIN + softplus(alpha_theta) (see the module notes).
+    ``alpha_mode="official"``: the official parameterisation: a raw parameter ``alphas[l]``
+    (init 0.5) whose magnitude is clamped in place to >= 1e-3 before each use, its sign kept
+    (``RevCol/models/revcol.py`` ``_clamp_abs``; an exact 0 stays 0, as there), and which the
+    optimizer decays (``decayed_parameters``, read by ``nas.train.param_groups``).
+    """
+
+    def __init__(self, levels: list[Level], widths: tuple[int, ...], alpha_mode: str = "bounded"):
         super().__init__()
         self.levels = nn.ModuleList(levels)
-        theta = math.log(math.expm1(_ALPHA_INIT - ALPHA_MIN))  # softplus^-1
-        self.alpha_theta = nn.ParameterList(
-            [nn.Parameter(torch.full((1, w, 1, 1), theta)) for w in widths]
-        )
+        self.alpha_mode = alpha_mode
+        if alpha_mode == "official":
+            self.alphas = nn.ParameterList(
+                [nn.Parameter(torch.full((1, w, 1, 1), _ALPHA_INIT)) for w in widths]
+            )
+        else:
+            theta = math.log(math.expm1(_ALPHA_INIT - ALPHA_MIN))  # softplus^-1
+            self.alpha_theta = nn.ParameterList(
+                [nn.Parameter(torch.full((1, w, 1, 1), theta)) for w in widths]
+            )
+
+    def decayed_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimizer decays whatever their shape: the official alphas."""
+        return list(self.alphas) if self.alpha_mode == "official" else []
 
     def alpha(self, level: int) -> torch.Tensor:
+        if self.alpha_mode == "official":
+            p = self.alphas[level]
+            with torch.no_grad():
+                sign = p.data.sign()
+                p.data.abs_().clamp_(min=_OFFICIAL_ALPHA_MIN).mul_(sign)
+            return p
         return ALPHA_MIN + F.softplus(self.alpha_theta[level])
 
     def level_out(self, level: int, x_down: torch.Tensor, prev: list | None) -> torch.Tensor:
@@ -223,7 +248,7 @@ def _recompute(ctx, level_module: Level, level: int, x: torch.Tensor, cur: list,
     """F_l with grad, under the forward's RNG and autocast state. Also returns a snapshot of the
     level's buffers, restored after its backward so BN statistics are not updated twice."""
     device = x.device
-    buffers = [(b, b.clone()) for b in _buffers(level_module)]
+    buffers = [(b, b.clone()) for b in level_module.buffers()]
     devices = [device] if device.type == "cuda" else []
     with (
         torch.enable_grad(),
@@ -237,60 +262,6 @@ def _recompute(ctx, level_module: Level, level: int, x: torch.Tensor, cur: list,
             up = prev[level + 1].to(x.dtype).detach().requires_grad_(True)
         f = level_module(down, up)
     return f, down, up, buffers
-
-
-def _buffers(module: nn.Module) -> list[torch.Tensor]:
-    """The module's buffers; which submodules hold any is found once per module (walking the
-    module tree on every level's backward was ~4% of a RevCol-T step)."""
-    holders = module.__dict__.get("_buffer_holders")
-    if holders is None:
-        holders = [m for m in module.modules() if m._buffers]
-        module.__dict__["_buffer_holders"] = holders
-    return [b for m in holders for b in m._buffers.values() if b is not None]
-
-
-def aux_columns(columns: int) -> list[int]:
-    """0-based columns followed by a classification head: min(4, N) heads evenly spaced, the last
-    after the final column (the paper's N//4 interval for N a multiple of 4, generalised)."""
-    heads = min(4, columns)
-    return sorted({round((k + 1) * columns / heads) - 1 for k in range(heads)})
-
-
-def aux_loss_weights(
-    n_heads: int, *, ce: float = 0.7, recon: float = 3.0
-) -> tuple[list[float], list[float]]:
-    """(CE weights per head, reconstruction weights per decoder), the paper's defaults
-    (CCOE 0.7, FCOE 3.0): head k < n gets ce*k/n, the last head 1.0; decoder k gets
-    recon*(1 - (k-1)/(n-1)). For 4 heads: CE 0.175, 0.35, 0.525, 1.0; BCE 3, 2, 1."""
-    ce_w = [ce * (k + 1) / n_heads for k in range(n_heads - 1)] + [1.0]
-    rec_w = [recon * (1 - k / (n_heads - 1)) for k in range(n_heads - 1)] if n_heads > 1 else []
-    return ce_w, rec_w
-
-
-class Decoder(nn.Module):
-    """Reconstruction decoder (num_classes <= 1000 form): per stage 1x1 conv, LN, GELU, bilinear x2,
-    ConvNeXt block (k=3, expansion 1); then 1x1 conv to 3*16 and PixelShuffle(4)."""
-
-    def __init__(self, widths: tuple[int, ...], in_chans: int):
-        super().__init__()
-        rev = list(reversed(widths))
-        self.stages = nn.ModuleList(
-            nn.ModuleDict(
-                {
-                    "proj": nn.Sequential(nn.Conv2d(a, b, 1), LayerNorm2d(b, eps=1e-6), nn.GELU()),
-                    "block": ConvNeXtBlock(b, kernel_size=3, mlp_ratio=1.0, layer_scale=1e-6),
-                }
-            )
-            for a, b in zip(rev[:-1], rev[1:])
-        )
-        self.out = nn.Sequential(nn.Conv2d(widths[0], in_chans * 16, 1), nn.PixelShuffle(4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages:
-            x = stage["proj"](x)
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-            x = stage["block"](x)
-        return self.out(x)
 
 
 class RevColNet(nn.Module):
@@ -310,6 +281,7 @@ class RevColNet(nn.Module):
                     for lv in range(c.num_stages)
                 ],
                 c.widths,
+                c.revcol_alpha,
             )
             for i in range(c.columns)
         )
@@ -371,29 +343,3 @@ class RevColNet(nn.Module):
     def reparameterize(self) -> None:
         """Deploy form drops the intermediate-supervision heads and decoders."""
         self.aux_at, self.aux_heads, self.decoders = [], None, None
-
-
-def revcol_loss(
-    logits: list[torch.Tensor],
-    recons: list[torch.Tensor],
-    target: torch.Tensor,
-    images: torch.Tensor,
-    *,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    """The paper's compound loss: weighted CE per head + BCE-with-logits reconstruction of the
-    input min-max scaled to [0.01, 0.99] per image (the official code de-normalises with the
-    ImageNet statistics instead; our inputs need not be ImageNet-normalised)."""
-    ce_w, rec_w = aux_loss_weights(len(logits))
-    loss = sum(
-        w * F.cross_entropy(z, target, label_smoothing=label_smoothing)
-        for w, z in zip(ce_w, logits)
-    )
-    if recons:
-        flat = images.flatten(1)
-        lo, hi = flat.min(1, keepdim=True)[0], flat.max(1, keepdim=True)[0]
-        tgt = ((flat - lo) / (hi - lo).clamp_min(1e-6)).clamp(0.01, 0.99).view_as(images)
-        loss = loss + sum(
-            w * F.binary_cross_entropy_with_logits(r, tgt) for w, r in zip(rec_w, recons)
-        )
-    return loss

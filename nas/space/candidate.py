@@ -32,20 +32,23 @@ from nas.space.checks import (
     check_int,
     check_name,
     is_finite,
+    split_params,
 )
 from nas.vocab import (
     ATTENTION_MIXERS,
     BLOCKS,
     DW_MIXERS,
+    GLOBAL_MIXERS,
     MACROS,
     MIXERS,
     NORMS,
+    REVCOL_ALPHAS,
     STAGE_FIELDS,
 )
 
 __all__ = ["Candidate", "CandidateError", "load_candidate"]
 
-_SINGULAR = {v: k for k, v in STAGE_FIELDS.items()}
+_LATER_DEFAULTS = {"revcol_alpha": "bounded"}  # field -> default, for ids (see to_json)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class Candidate:
             attention, ``mixed`` sigmoid-gated blend of both, ``static_global`` learnable NxN.
         mlp_ratios: hidden expansion of each stage's MLP.
         columns, reversible, inter_supervision: RevCol switches (canonical 1/False/False when plain).
+        revcol_alpha: ``official`` (the official raw alpha: |alpha| clamped to >= 1e-3 with its
+            sign kept, weight decay applied) or ``bounded`` (0.25 + softplus(theta), no decay).
         stem, downsample, head: which paper's stem / transition / head (default: the block's).
         norm: block normalisation, ``ln`` or ``bn`` (default: LayerNorm for convnext, BN otherwise).
         grn: ConvNeXt V2 Global Response Normalization in every expanded MLP.
@@ -83,6 +88,7 @@ class Candidate:
     columns: int = 1
     reversible: bool = False
     inter_supervision: bool = False
+    revcol_alpha: str = "bounded"
     stem: str | None = None
     downsample: str | None = None
     head: str | None = None
@@ -111,6 +117,7 @@ class Candidate:
             ("ln" if self.block == "convnext" else "bn") if self.norm is None else self.norm,
         )
         check_name("norm", self.norm, NORMS)
+        check_name("revcol_alpha", self.revcol_alpha, REVCOL_ALPHAS)
         for name in ("reversible", "inter_supervision", "grn"):
             check_bool(name, getattr(self, name))
         for name in ("columns", "head_dim", "num_classes", "image_size", "in_chans"):
@@ -160,6 +167,7 @@ class Candidate:
             set_(self, "columns", 1)
             set_(self, "reversible", False)
             set_(self, "inter_supervision", False)
+            set_(self, "revcol_alpha", "bounded")
         else:  # RevCol has its own stem (patchify), fusion unit (no transitions) and head.
             for name in ("stem", "downsample", "head"):
                 set_(self, name, "convnext")
@@ -197,10 +205,10 @@ class Candidate:
                         f"mixer {m!r} needs a width{' x dw_ratio' if self.block == 'replk' else ''} divisible by head_dim={self.head_dim}, got {w}",
                     )
         for i, m in enumerate(self.mixers):
-            if m == "static_global" and self.image_size % self.stage_stride(i):
+            if m in GLOBAL_MIXERS and self.image_size % self.stage_stride(i):
                 raise CandidateError(
                     f"mixers[{i}]",
-                    f"'static_global' needs a fixed token grid: image_size {self.image_size} "
+                    f"{m!r} needs a fixed token grid: image_size {self.image_size} "
                     f"must be divisible by the stage stride {self.stage_stride(i)}",
                 )
         for i, (w, r) in enumerate(zip(self.widths, self.mlp_ratios)):
@@ -261,7 +269,10 @@ class Candidate:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """The canonical JSON the id hashes. Fields added after the first release are left out
+        while at their default, so every earlier candidate keeps its id (and run keys)."""
+        d = {k: v for k, v in self.to_dict().items() if _LATER_DEFAULTS.get(k, ...) != v}
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     def to_yaml(self) -> str:
         import yaml
@@ -320,7 +331,7 @@ class Candidate:
         and ``width`` as a base width that doubles per stage (``widths = width * 2**i``).
         """
         data = (base or cls()).to_dict()
-        per_stage = _split_params(params, data)
+        per_stage = split_params(params, data)
         if data["head_dim"] == 0 and "head_dim" not in params:
             data["head_dim"] = cls.head_dim  # the base's canonical 0 means "no attention": default
         n = len(data["depths"]) if isinstance(data["depths"], list) else 0
@@ -352,29 +363,6 @@ class Candidate:
                 values[i] = v
             data[name] = values
         return cls(**data)
-
-
-def _split_params(params: Mapping[str, Any], data: dict[str, Any]) -> dict[str, dict[int, Any]]:
-    """Sort flat params: plain fields go into ``data``; per-stage entries are returned by field
-    as ``{stage index: value}`` (-1: tied over all stages, -2: a base width)."""
-    names = set(data)
-    per_stage: dict[str, dict[int, Any]] = {}
-    for key, value in params.items():
-        parts = key.split(".")
-        if len(parts) == 3 and parts[0] == "stage" and parts[2] in _SINGULAR and parts[1].isdigit():
-            per_stage.setdefault(_SINGULAR[parts[2]], {})[int(parts[1])] = value
-        elif len(parts) == 2 and parts[0] == "stage" and parts[1] in _SINGULAR:
-            per_stage.setdefault(_SINGULAR[parts[1]], {})[-1] = value
-        elif key == "width":
-            per_stage.setdefault("widths", {})[-2] = value
-        elif key in names:
-            data[key] = list(value) if isinstance(value, (list, tuple)) else value
-        else:
-            allowed = sorted(names | {"width"} | {f"stage.<i>.{s}" for s in _SINGULAR})
-            raise CandidateError(
-                key, f"unknown parameter{did_you_mean(key, allowed)}; expected one of {allowed}"
-            )
-    return per_stage
 
 
 def load_candidate(path: str | Path) -> Candidate:

@@ -4,11 +4,21 @@ found and what is allowed."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from nas.errors import UserError, did_you_mean
+from nas.vocab import STAGE_FIELDS
 
-__all__ = ["CandidateError", "check_bool", "check_float", "check_int", "check_name", "is_finite"]
+__all__ = [
+    "CandidateError",
+    "check_bool",
+    "check_float",
+    "check_int",
+    "check_name",
+    "is_finite",
+    "split_params",
+]
 
 
 class CandidateError(UserError):
@@ -56,3 +66,29 @@ def check_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not is_finite(value):
         raise CandidateError(name, f"expected a finite number, got {value!r}")
     return float(value)
+
+
+_SINGULAR = {v: k for k, v in STAGE_FIELDS.items()}
+
+
+def split_params(params: Mapping[str, Any], data: dict[str, Any]) -> dict[str, dict[int, Any]]:
+    """Sort flat params: plain fields go into ``data``; per-stage entries are returned by field
+    as ``{stage index: value}`` (-1: tied over all stages, -2: a base width)."""
+    names = set(data)
+    per_stage: dict[str, dict[int, Any]] = {}
+    for key, value in params.items():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "stage" and parts[2] in _SINGULAR and parts[1].isdigit():
+            per_stage.setdefault(_SINGULAR[parts[2]], {})[int(parts[1])] = value
+        elif len(parts) == 2 and parts[0] == "stage" and parts[1] in _SINGULAR:
+            per_stage.setdefault(_SINGULAR[parts[1]], {})[-1] = value
+        elif key == "width":
+            per_stage.setdefault("widths", {})[-2] = value
+        elif key in names:
+            data[key] = list(value) if isinstance(value, (list, tuple)) else value
+        else:
+            allowed = sorted(names | {"width"} | {f"stage.<i>.{s}" for s in _SINGULAR})
+            raise CandidateError(
+                key, f"unknown parameter{did_you_mean(key, allowed)}; expected one of {allowed}"
+            )
+    return per_stage

@@ -13,7 +13,7 @@ import numpy as np
 
 from nas.space.checks import is_finite
 from nas.space.expr import Expr
-from nas.vocab import BLOCKS, MACROS, MIXERS, NORMS, STAGE_FIELDS
+from nas.vocab import BLOCKS, MACROS, MIXERS, NORMS, REVCOL_ALPHAS, STAGE_FIELDS
 
 __all__ = ["CHECKS", "is_number", "FREE_KEYS", "STAGE_KEYS", "Dim", "decode", "encode", "grid_size"]
 
@@ -46,6 +46,10 @@ CHECKS: dict[str, tuple[str, Any]] = {
     "columns": ("integers >= 1", lambda v: _is_int(v) and v >= 1),
     "reversible": ("true or false", lambda v: isinstance(v, bool)),
     "inter_supervision": ("true or false", lambda v: isinstance(v, bool)),
+    "revcol_alpha": (
+        f"one of {list(REVCOL_ALPHAS)}",
+        lambda v: isinstance(v, str) and v in REVCOL_ALPHAS,
+    ),
     "grn": ("true or false", lambda v: isinstance(v, bool)),
     "layer_scale": ("numbers >= 0", lambda v: is_number(v) and v >= 0),
     "head_dim": ("integers >= 1", lambda v: _is_int(v) and v >= 1),

@@ -110,12 +110,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
     A vector is any parameter with ``ndim <= 1`` (norm weights, biases, gates) *or* whose numel
     equals its largest dimension, i.e. a vector in disguise such as GRN's gamma/beta
-    (1, 1, 1, C), RevCol's alpha_theta (1, C, 1, 1) or a depthwise 1x1 kernel (C, 1, 1, 1).
+    (1, 1, 1, C), RevCol's alpha_theta (1, C, 1, 1) or a depthwise 1x1 kernel (C, 1, 1, 1). A
+    module's ``decayed_parameters()`` are decayed whatever their shape (RevCol's official alpha,
+    which the official optimizer decays).
     """
     decay, no_decay = [], []
+    forced = {
+        id(p) for m in model.modules() for p in getattr(m, "decayed_parameters", list)()
+    }  # RevCol's official alpha
     for p in model.parameters():
         if p.requires_grad:
-            vector = p.ndim <= 1 or p.numel() == max(p.shape)
+            vector = (p.ndim <= 1 or p.numel() == max(p.shape)) and id(p) not in forced
             (no_decay if vector else decay).append(p)
     groups = [
         {"params": decay, "weight_decay": weight_decay},

@@ -5,7 +5,9 @@ a depthwise conv is a static, local affinity (one head per channel), self-attent
 dense one (softmax(Q K^T / sqrt(d)) per head), and the MLP-Mixer token-mixing matrix a static,
 dense one shared across channels. The mixed form follows Container-Light's ``MixBlock``
 (allenai/container ``models.py``): a sigmoid-gated convex blend of attention and a depthwise conv
-on the same V.
+on the same V. ``container`` is the paper's own block (sec. 3.3): ``(alpha * A_dynamic + beta *
+A_static) V`` with two learnable scalars and the N x N matrix of ``static_global``; the official
+repository has no code for it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.models.blocks.reparam import RepDWConv
-from nas.vocab import ATTENTION_MIXERS, DW_MIXERS, MIXERS
+from nas.vocab import ATTENTION_MIXERS, DW_MIXERS, GLOBAL_MIXERS, MIXERS
 
 __all__ = ["ATTENTION_MIXERS", "DW_MIXERS", "MIXERS", "AffinityMixer", "check_mixer"]
 
@@ -47,8 +49,8 @@ class AffinityMixer(nn.Module):
         proj_bias: bias of the 1x1 convs.
 
     Submodules: ``v`` (static/static_global V), ``qkv`` or ``qk`` (attention), ``dw``
-    (static/mixed), ``gate`` (mixed, scalar parameter), ``affinity`` (static_global, N x N
-    parameter), ``proj``.
+    (static/mixed), ``gate`` (mixed, scalar parameter), ``affinity`` (static_global/container,
+    N x N parameter), ``alpha`` and ``beta`` (container, scalar parameters), ``proj``.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class AffinityMixer(nn.Module):
             raise ValueError(f"dim: expected a positive integer, got {dim}")
         self.dim = dim
         self.v = self.qkv = self.qk = self.dw = self.gate = self.affinity = None
+        self.alpha = self.beta = None
         if mode in ATTENTION_MIXERS:
             if head_dim < 1 or dim % head_dim:
                 raise ValueError(
@@ -91,18 +94,8 @@ class AffinityMixer(nn.Module):
         if mode == "mixed":
             # Container MixBlock: one scalar w per block, s = sigmoid(w) starts at 0.5/0.5
             self.gate = nn.Parameter(torch.zeros(1))
-        if mode == "static_global":
-            if tokens is None or tokens < 1:
-                raise ValueError(
-                    f"tokens: mixer 'static_global' needs tokens = H * W >= 1, got {tokens}"
-                )
-            # NOTE: init choice (the paper gives none): identity plus trunc_normal(std 0.02), so
-            # the mixer starts by passing V through (like a DW conv near a delta kernel) rather
-            # than averaging every token into noise; the small noise breaks the symmetry.
-            affinity = torch.eye(tokens) + nn.init.trunc_normal_(
-                torch.empty(tokens, tokens), std=0.02
-            )
-            self.affinity = nn.Parameter(affinity)
+        if mode in GLOBAL_MIXERS:
+            self._global_params(tokens)
         self.tokens = tokens
         self.proj = _conv1x1(dim, dim, bias=proj_bias) if out_proj else nn.Identity()
         # Set by nas.pretrain.FCMAE: an object whose keep(h, w, dtype) is the (B, 1, h, w) mask
@@ -114,6 +107,22 @@ class AffinityMixer(nn.Module):
         if self.mask_source is None:
             return None
         return self.mask_source.keep(v.shape[-2], v.shape[-1], v.dtype)
+
+    def _global_params(self, tokens: int | None) -> None:
+        """The N x N matrix of static_global/container, and container's alpha and beta."""
+        if self.mode == "container":
+            # NOTE: init choice (the paper says only "learnable"): alpha = beta = 0.5, so the block
+            # starts as the even blend Container-Light's MixBlock starts from (sigmoid(0) = 0.5),
+            # with the identity-like static matrix in place of its depthwise conv.
+            self.alpha = nn.Parameter(torch.full((1,), 0.5))
+            self.beta = nn.Parameter(torch.full((1,), 0.5))
+        if tokens is None or tokens < 1:
+            raise ValueError(f"tokens: mixer {self.mode!r} needs tokens = H * W >= 1, got {tokens}")
+        # NOTE: init choice (the paper gives none): identity plus trunc_normal(std 0.02), so
+        # the mixer starts by passing V through (like a DW conv near a delta kernel) rather
+        # than averaging every token into noise; the small noise breaks the symmetry.
+        affinity = torch.eye(tokens) + nn.init.trunc_normal_(torch.empty(tokens, tokens), std=0.02)
+        self.affinity = nn.Parameter(affinity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "static":
@@ -129,6 +138,8 @@ class AffinityMixer(nn.Module):
             if self.mode == "mixed":
                 s = torch.sigmoid(self.gate)
                 out = s * out + (1.0 - s) * self.dw(v)
+            elif self.mode == "container":  # (alpha A_dyn + beta A_static) V, on the same V
+                out = self.alpha * out + self.beta * self._global(v)
         return self.proj(out)
 
     def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -150,7 +161,7 @@ class AffinityMixer(nn.Module):
         b, c, h, w = v.shape
         if h * w != self.tokens:
             raise ValueError(
-                f"mixer 'static_global' was built for tokens={self.tokens} but got an input of "
+                f"mixer {self.mode!r} was built for tokens={self.tokens} but got an input of "
                 f"{h}x{w}={h * w} tokens; the N x N affinity fixes the resolution"
             )
         keep = self._visible(v)
