@@ -13,6 +13,37 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT / "spaces" / "presets"
 
 
+def kill_driver(proc) -> None:
+    """SIGKILL a campaign driver started with ``start_new_session=True``, then the local Ray it
+    started in its session (and only that)."""
+    import os
+    import signal
+    import time
+
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def nas_process(*args: str, **kw):
+    """``python -m nas.cli ARGS`` as a child process (stdout and stderr together, text)."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "nas.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     threads = torch.get_num_threads()

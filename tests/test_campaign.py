@@ -3,9 +3,7 @@ table's schema, growing a campaign without re-running work, and SIGKILL of the d
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ import pytest
 from nas.campaign.table import read_table
 from nas.campaign.trial import STATUSES
 from nas.measure import ROW_KEYS
-from tests.conftest import PRESETS, ROOT
+from tests.conftest import PRESETS, ROOT, kill_driver, nas_process
 
 pytestmark = pytest.mark.heavy
 
@@ -184,23 +182,12 @@ def test_ablate_one_factor_at_a_time(ray_local, tmp_path, runner):
     assert (df[df["axis"] == "grn"]["arch.grn"] == False).all()  # noqa: E712
 
 
-def _nas(*args, **kw):
-    return subprocess.Popen(
-        [sys.executable, "-m", "nas.cli", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kw,
-    )
-
-
 def test_driver_sigkill_then_resume(tmp_path, runner):
     space = write_space(tmp_path)
     text = space.read_text().replace("epochs: 1", "epochs: 3")
     space.write_text(text)
     folder = tmp_path / "k"
-    proc = _nas(
+    proc = nas_process(
         "survey",
         str(space),
         "--runner",
@@ -218,14 +205,8 @@ def test_driver_sigkill_then_resume(tmp_path, runner):
         time.sleep(0.5)
     before = read_table(folder)
     assert 2 <= len(before) < 6, "the campaign should be interrupted mid-way"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(1)
-    try:  # the local Ray the driver started is in its session: stop only that
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    resumed = _nas("resume", str(folder))
+    kill_driver(proc)
+    resumed = nas_process("resume", str(folder))
     out, _ = resumed.communicate(timeout=420)
     assert resumed.returncode == 0, out[-3000:]
     after = read_table(folder)

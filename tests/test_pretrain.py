@@ -14,7 +14,7 @@ import nas
 from nas.errors import SpaceError
 from nas.pretrain import FCMAE, check_fcmae
 from nas.space.candidate import Candidate
-from tests.conftest import PRESETS
+from tests.conftest import PRESETS, kill_driver, nas_process
 
 SMALL = dict(
     image_size=64, in_chans=2, num_classes=10, widths=(16, 32, 64, 64), depths=(1, 1, 1, 1)
@@ -282,28 +282,12 @@ def _campaign_files(tmp_path, epochs: int):
     return space, runner
 
 
-def _nas(*args, **kw):
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    return subprocess.Popen(
-        [sys.executable, "-m", "nas.cli", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kw,
-    )
-
-
 @pytest.mark.heavy
 def test_an_ablation_over_pretrain_method_runs_and_rows_carry_the_pretraining(tmp_path):
     from nas.campaign.table import read_table
 
     space, runner = _campaign_files(tmp_path, epochs=2)
-    proc = _nas(
+    proc = nas_process(
         "ablate", str(space), "--runner", str(runner), "--name", "abl", "--results",
         str(tmp_path), "--axes", "pretrain.method", "--seeds", "1",
     )  # fmt: skip
@@ -329,8 +313,6 @@ def pd_isna(value) -> bool:
 
 @pytest.mark.heavy
 def test_a_campaign_killed_during_pretraining_resumes_from_the_pretraining_checkpoint(tmp_path):
-    import os
-    import signal
     import time
 
     from nas.campaign.table import read_table
@@ -340,7 +322,7 @@ def test_a_campaign_killed_during_pretraining_resumes_from_the_pretraining_check
     text = text.replace("limit: 384", "limit: 640")
     space.write_text(text.replace("grn: {choice: [true, false]}", "grn: true"))
     folder = tmp_path / "k"
-    proc = _nas(
+    proc = nas_process(
         "survey", str(space), "--runner", str(runner), "--name", "k", "-n", "1",
         "--results", str(tmp_path), start_new_session=True,
     )  # fmt: skip
@@ -351,15 +333,9 @@ def test_a_campaign_killed_during_pretraining_resumes_from_the_pretraining_check
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         time.sleep(0.2)
     assert len(list(folder.rglob("checkpoint_*/pretrain.pt"))) >= 5, "no pre-training checkpoints"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(1)
-    try:  # the local Ray the driver started is in its session: stop only that
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    kill_driver(proc)
     assert not list(folder.rglob("checkpoint_*/train.pt")), "killed after pre-training ended"
-    resumed = _nas("resume", str(folder))
+    resumed = nas_process("resume", str(folder))
     out, _ = resumed.communicate(timeout=420)
     assert resumed.returncode == 0, out[-3000:]
     (row,) = read_table(folder).to_dict("records")
