@@ -31,6 +31,7 @@ _LAZY = {
     "UserError": "nas.errors",
     "build_model": "nas.models.build",
     "reparameterize": "nas.models.build",
+    "load_weights": "nas.models.weights",
 }
 __all__ = sorted(_LAZY)
 __getattr__ = lazy_exports(__name__, _LAZY)

@@ -138,3 +138,79 @@ def test_reparameterize_float64_exact():
 def test_build_model_rejects_non_candidate():
     with pytest.raises(TypeError, match="Candidate"):
         nas.build_model({"macro": "plain"})
+
+
+# ---------------------------------------------------------------------- weights in
+_LAYOUT_FILES = ROOT / "tests" / "data" / "official_state_dicts"
+
+
+def _layout(name: str) -> dict[str, torch.Tensor]:
+    """A reference layout filled with distinct random values (seeded)."""
+    import json
+
+    keys = json.loads((_LAYOUT_FILES / f"{name}.json").read_text())["keys"]
+    items = keys.items() if isinstance(keys, dict) else keys
+    g = torch.Generator().manual_seed(0)
+    return {k: torch.randn(tuple(shape), generator=g, dtype=torch.float64) for k, shape in items}
+
+
+@pytest.mark.parametrize(
+    "layout, preset, fmt, probes",
+    [
+        ("convnextv2_atto.timm", "convnextv2_atto", "timm", {
+            "stages.2.blocks.1.mlp.grn.weight": "stages.2.1.grn.gamma",
+            "stages.3.downsample.1.weight": "transitions.3.1.weight",
+            "stages.1.blocks.0.mlp.fc1.weight": "stages.1.0.pwconv1.weight",
+            "stages.0.blocks.1.conv_dw.bias": "stages.0.1.mixer.large.conv.bias",
+        }),
+        ("convnextv2_tiny.timm", "convnextv2_tiny", "timm", {
+            "stages.2.blocks.1.mlp.grn.bias": "stages.2.1.grn.beta",
+            "head.norm.weight": "head.norm.weight",
+        }),
+        ("convnext_tiny.timm", "convnext_tiny", "timm", {
+            "stages.2.blocks.1.gamma": "stages.2.1.ls.gamma",
+            "stages.1.downsample.0.weight": "transitions.1.0.weight",
+            "stem.1.bias": "stem.1.bias",
+        }),
+        ("convnextv2_atto.official", "convnextv2_atto", "convnextv2-official", {
+            "stages.2.1.grn.gamma": "stages.2.1.grn.gamma",
+            "downsample_layers.0.0.weight": "stem.0.weight",
+            "downsample_layers.2.1.weight": "transitions.2.1.weight",
+            "stages.3.0.dwconv.weight": "stages.3.0.mixer.large.conv.weight",
+            "norm.weight": "head.norm.weight",
+            "head.bias": "head.fc.bias",
+        }),
+        ("convnextv2_tiny.official", "convnextv2_tiny", "convnextv2-official", {
+            "stages.2.8.pwconv2.weight": "stages.2.8.pwconv2.weight",
+        }),
+    ],
+)  # fmt: skip
+def test_published_layouts_load_strictly_and_every_tensor_lands(layout, preset, fmt, probes):
+    weights = _layout(layout)
+    model = nas.build_model(nas.load_candidate(PRESETS / f"{preset}.yaml")).double()
+    assert nas.load_weights(model, weights) == fmt  # detected
+    own = model.state_dict()
+    assert len(own) == len(weights)  # strict: one tensor for each, none left over
+    for theirs, ours in probes.items():
+        assert torch.equal(own[ours].flatten(), weights[theirs].flatten()), (theirs, ours)
+    # every value of the file is somewhere in the model, and nothing else is
+    assert sorted(v.sum().item() for v in own.values()) == pytest.approx(
+        sorted(v.sum().item() for v in weights.values()), rel=1e-12
+    )
+
+
+def test_a_mismatched_layout_is_one_line_with_missing_and_unexpected(tmp_path):
+    weights = _layout("convnextv2_atto.timm")
+    model = nas.build_model(nas.load_candidate(PRESETS / "convnextv2_tiny.yaml"))
+    with pytest.raises(nas.UserError) as e:
+        nas.load_weights(model, weights)
+    text = str(e.value)
+    assert text.startswith("weights (timm): not this network's structure: missing ")
+    assert "shape mismatch stem.0.weight (40, 3, 4, 4) in the file, (96, 3, 4, 4) here" in text
+    assert "more" in text and "\n" not in text
+    path = tmp_path / "w.pt"
+    torch.save({"state_dict": _layout("convnextv2_atto.official")}, path)
+    atto = nas.build_model(nas.load_candidate(PRESETS / "convnextv2_atto.yaml")).double()
+    assert nas.load_weights(atto, path) == "convnextv2-official"
+    with pytest.raises(nas.UserError, match="format: expected one of"):
+        nas.load_weights(atto, path, format="keras")

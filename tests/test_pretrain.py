@@ -197,7 +197,7 @@ def test_init_from_weights_of_another_structure_is_one_line(tmp_path, capsys):
     other = str(PRESETS / "quickstart_base.yaml")
     code, _, err = _run(capsys, "train", other, "--epochs", "1", "--init", str(weights))
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert f"--init {weights}: not this candidate's structure: unexpected " in err
+    assert f"--init {weights}: not this network's structure: unexpected " in err
     assert "shape mismatch stem.0.weight (40, 3, 4, 4) in the file, (24, 3, 4, 4) here" in err
     assert "more" in err
     junk = tmp_path / "junk.pt"

@@ -215,53 +215,12 @@ def save_encoder(path: Path, fcmae, pre) -> None:
 def load_encoder(model, path: str) -> None:
     """Load ``nas pretrain``'s encoder weights into ``model`` strictly; one clear line if the
     file is not such weights or belongs to another structure."""
-    import torch
+    from nas.models.weights import load_state_strictly, read_state
 
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"--init {path}: no such file")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a truncated or foreign file fails in many ways
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(
-            f"--init {path}: not a weights file torch can read ({type(e).__name__}: {first})"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != WEIGHTS_FORMAT:
+    state = read_state(path, label=f"--init {path}")
+    if state.get("format") != WEIGHTS_FORMAT:
         raise UserError(
             f"--init {path}: expected encoder weights written by nas pretrain (format "
-            f"{WEIGHTS_FORMAT!r}), got {type(state).__name__}"
+            f"{WEIGHTS_FORMAT!r}), got a mapping with keys {sorted(state)[:5]}"
         )
-    own = model.state_dict()
-    weights = state["encoder"]
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    shapes = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
-    if missing or unexpected or shapes:
-        raise UserError(
-            f"--init {path}: not this candidate's structure: "
-            + _mismatch(own, weights, missing, unexpected, shapes)
-        )
-    model.load_state_dict(weights, strict=True)
-
-
-def _mismatch(own, weights, missing, unexpected, shapes) -> str:
-    def listed(keys, shape_of) -> str:
-        shown = ", ".join(f"{k} {tuple(shape_of[k].shape)}" for k in keys[:3])
-        return shown + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-
-    parts = []
-    if missing:
-        parts.append(f"missing {listed(missing, own)}")
-    if unexpected:
-        parts.append(f"unexpected {listed(unexpected, weights)}")
-    if shapes:
-        parts.append(
-            "shape mismatch "
-            + ", ".join(
-                f"{k} {tuple(weights[k].shape)} in the file, {tuple(own[k].shape)} here"
-                for k in shapes[:3]
-            )
-            + (f" and {len(shapes) - 3} more" if len(shapes) > 3 else "")
-        )
-    return "; ".join(parts)
+    load_state_strictly(model, state["encoder"], where=f"--init {path}")
