@@ -341,3 +341,43 @@ def test_official_fcmae_sparse_checkpoints_load_the_encoder_exactly():
     for k, v in model.state_dict().items():
         want = head[k] if k.startswith("head.") else from_dense.state_dict()[k]
         assert torch.equal(v, want), k  # the encoder exactly; the head as initialised
+
+
+# ---------------------------------------------------------------------- weights out (timm)
+@pytest.mark.parametrize(
+    "preset, name",
+    [("convnextv2_atto", "convnextv2_atto"), ("convnextv2_tiny", "convnextv2_tiny"),
+     ("convnext_tiny", "convnext_tiny")],
+)  # fmt: skip
+def test_timm_export_gives_back_exactly_the_timm_layout(preset, name):
+    from nas.models.timm_export import to_timm
+
+    torch.manual_seed(0)
+    model = nas.build_model(nas.load_candidate(PRESETS / f"{preset}.yaml"))
+    state, spec = to_timm(model)
+    layout = _layout(f"{name}.timm")
+    assert {k: tuple(v.shape) for k, v in state.items()} == {
+        k: tuple(v.shape) for k, v in layout.items()
+    }
+    assert spec["model_name"] == name and spec["kwargs"]["num_classes"] == 1000
+    back = nas.build_model(model.candidate)
+    assert nas.load_weights(back, state) == "timm"  # and back again, every tensor equal
+    for k, v in model.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
+
+
+def test_timm_export_of_other_sizes_and_what_timm_cannot_build():
+    from nas.models.timm_export import timm_spec
+
+    small = nas.Candidate(depths=(1, 1, 2, 1), widths=(24, 48, 96, 192), num_classes=10)
+    spec = timm_spec(small)
+    assert spec["model_name"] == "convnextv2_tiny" and not spec["conv_mlp"]
+    assert spec["kwargs"] == {
+        "num_classes": 10, "in_chans": 3, "depths": [1, 1, 2, 1], "dims": [24, 48, 96, 192],
+    }  # fmt: skip
+    with pytest.raises(nas.UserError, match="timm export: block is 'replk'"):
+        timm_spec(nas.load_candidate(PRESETS / "replknet_31b.yaml"))
+    with pytest.raises(nas.UserError, match="mixers: timm's ConvNeXt needs static"):
+        timm_spec(
+            nas.Candidate.from_params({"stage.3.mixer": "dynamic", "head_dim": 32}, base=small)
+        )

@@ -293,3 +293,28 @@ def test_export_without_weights_says_retrain(tmp_path, capsys):
     assert not (dest / "deploy.pt").exists()
     assert "no checkpoint of trial t0" in (dest / "RETRAIN.md").read_text()
     assert Candidate.from_row(read_table(folder).iloc[0].to_dict()).id == c.id
+
+
+@pytest.mark.heavy
+def test_export_in_timm_layout_round_trips_the_trained_weights(survey, capsys, tmp_path):
+    import nas
+
+    code, out, err = run_cli(
+        capsys, "export", str(survey), "--pareto", "--out", str(tmp_path), "--format", "timm"
+    )
+    assert code == 0, err
+    folders = [Path(line.split(":")[0]) for line in out.strip().splitlines()]
+    assert folders and "timm.pt + timm.json" in out, out
+    x = torch.randn(2, 3, 32, 32)
+    for f in folders:
+        spec = json.loads((f / "timm.json").read_text())
+        candidate = nas.load_candidate(f / "candidate.yaml")
+        family = "convnextv2" if candidate.grn else "convnext"
+        assert spec["model_name"].startswith(family + "_") and spec["kwargs"]["num_classes"] == 10
+        state = torch.load(f / "timm.pt", weights_only=True)
+        assert any(k.startswith("stages.0.blocks.0.conv_dw") for k in state)
+        model = nas.build_model(candidate)
+        assert nas.load_weights(model, state) == "timm"
+        deploy = nas.reparameterize(nas.build_model(candidate))
+        deploy.load_state_dict(torch.load(f / "deploy.pt", weights_only=True))
+        torch.testing.assert_close(model.eval()(x), deploy(x), atol=1e-5, rtol=1e-5)

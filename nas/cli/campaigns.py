@@ -140,8 +140,13 @@ def cmd_export(args) -> int:
         best_under=args.best_under or (),
         objectives=objectives,
         overwrite=args.overwrite,
+        timm=args.format == "timm",
     )
     for dest in folders:
         weights = "deploy.pt" if (dest / "deploy.pt").exists() else "no weights (see RETRAIN.md)"
+        if (dest / "timm.pt").exists():
+            weights += ", timm.pt + timm.json"
+        elif (dest / "TIMM.md").exists():
+            weights += ", no timm export (see TIMM.md)"
         print(f"{dest}: candidate.yaml, {weights}, row.json, README.md")
     return 0

@@ -294,6 +294,12 @@ def _add_export(sub) -> None:
         action="store_true",
         help="replace an existing export of a chosen trial (refused otherwise)",
     )
+    e.add_argument(
+        "--format",
+        choices=("nas", "timm"),
+        default="nas",
+        help="timm: also timm.pt + timm.json (timm.create_model(name, **kwargs) loads it strictly)",
+    )
     e.set_defaults(func=cmd_export)
 
 

@@ -123,8 +123,11 @@ def _snippet(trial_id: str, has_weights: bool) -> str:
     )
 
 
-def _write_weights(row: dict[str, Any], candidate: Candidate, folder: Path, dest: Path) -> str:
-    """Write ``deploy.pt`` and return an empty string, or the reason there are no weights."""
+def _write_weights(
+    row: dict[str, Any], candidate: Candidate, folder: Path, dest: Path, *, timm: bool = False
+) -> str:
+    """Write ``deploy.pt`` (and with ``timm``, ``timm.pt`` + ``timm.json``, or ``TIMM.md`` saying
+    why timm cannot build it) and return an empty string, or the reason there are no weights."""
     import torch
 
     from nas.models.build import build_model, reparameterize
@@ -146,7 +149,25 @@ def _write_weights(row: dict[str, Any], candidate: Candidate, folder: Path, dest
     model = build_model(candidate)
     model.load_state_dict(state["model"])
     torch.save(reparameterize(model).state_dict(), dest / "deploy.pt")
+    if timm:
+        _write_timm(model, dest)
     return ""
+
+
+def _write_timm(model, dest: Path) -> None:
+    """``timm.pt`` (timm's names and shapes) and ``timm.json`` (the ``timm.create_model`` call
+    that loads it strictly), or ``TIMM.md`` with the reason timm cannot build the candidate."""
+    import torch
+
+    from nas.models.timm_export import to_timm
+
+    try:
+        state, spec = to_timm(model)
+    except UserError as e:
+        (dest / "TIMM.md").write_text(f"No timm export: {e}.\n")
+        return
+    torch.save(state, dest / "timm.pt")
+    (dest / "timm.json").write_text(json.dumps(spec, indent=2) + "\n")
 
 
 def export_candidates(
@@ -158,9 +179,12 @@ def export_candidates(
     best_under: Sequence[str] = (),
     objectives: dict[str, str] | None = None,
     overwrite: bool = False,
+    timm: bool = False,
 ) -> list[Path]:
     """Export the chosen trials of a campaign to ``out/<trial_id>/``; returns those folders. An
-    existing export of a chosen trial is refused (nothing written) unless ``overwrite``."""
+    existing export of a chosen trial is refused (nothing written) unless ``overwrite``. With
+    ``timm``, also the weights in timm's layout (``timm.pt``, ``timm.json``) where timm can build
+    the candidate."""
     folder, df = load_campaign(folder)
     objectives = objectives or campaign_objectives(folder)
     rows = select_trials(df, objectives, trial=trial, pareto=pareto, best_under=best_under)
@@ -190,8 +214,9 @@ def export_candidates(
             + candidate.to_yaml()
         )
         (dest / "row.json").write_text(json.dumps(row, indent=2, sort_keys=True) + "\n")
-        why = _write_weights(row, candidate, folder, dest)
-        (dest / "RETRAIN.md").unlink(missing_ok=True)
+        for stale in ("RETRAIN.md", "timm.pt", "timm.json", "TIMM.md"):
+            (dest / stale).unlink(missing_ok=True)
+        why = _write_weights(row, candidate, folder, dest, timm=timm)
         if why:
             (dest / "deploy.pt").unlink(missing_ok=True)
             (dest / "RETRAIN.md").write_text(
