@@ -620,3 +620,31 @@ def test_the_report_has_factorial_sections_and_says_why_one_factor_ones_are_empt
     assert "see Factorial effects" in _ablation_section(df).unavailable
     survey = df.assign(axis=None, mode="survey")
     assert all(s.unavailable for s in _factorial_sections(survey))
+
+
+def _survey_table(per_value: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 2 * per_value
+    return pd.DataFrame(
+        {
+            "mode": "survey",
+            "status": "ok",
+            "param.grn": [True, False] * per_value,
+            "val_acc": rng.uniform(0.5, 0.9, n),
+            "macs_m": rng.uniform(1, 2, n),
+            "params_m": rng.uniform(1, 2, n),
+        }
+    )
+
+
+@pytest.mark.parametrize("per_value, warned", [(3, True), (12, False)])
+def test_edf_legends_give_n_and_small_groups_are_warned_not_ranked(per_value, warned):
+    from nas.report.render import _edf_section
+
+    section = _edf_section(_survey_table(per_value))
+    (figure,) = section.figures
+    assert ("WARNING: too few models to conclude" in figure.caption) is warned
+    assert ("not ranked" in figure.caption) is warned
+    assert ("largest pairwise KS distance" in figure.caption) is not warned
+    assert "n models per value in the legend" in figure.caption
+    assert "hundreds" in section.text and ("drawn with a warning" in section.text) is warned

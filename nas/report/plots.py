@@ -73,25 +73,38 @@ def plot_hypervolume(curve, objectives) -> Figure:
     return Figure("hypervolume", caption, _png(fig))
 
 
+# an axis is ranked by its KS distance only when every value has at least this many models
+EDF_MIN_GROUP = 10
+
+
 def plot_edf(axis: str, res) -> Figure:
     fig, ax = _figure()
     frame = res.to_frame()
+    name = axis.removeprefix("param.")
+    smallest = min(res.n.values()) if res.n else 0
     for value, part in frame.groupby("value", sort=True):
-        line = ax.step(part["x"], part["F"], where="post", label=f"{value}")[0]
+        n = res.n.get(value, len(part))
+        line = ax.step(part["x"], part["F"], where="post", label=f"{value} (n={n})")[0]
         ax.fill_between(
             part["x"], part["lo"], part["hi"], step="post", alpha=0.15, color=line.get_color()
         )
     ax.set_xlabel("error = 1 - validation accuracy (fraction)")
     ax.set_ylabel("cumulative fraction of models")
     ax.set_ylim(0, 1.02)
-    ax.legend(title=axis.removeprefix("param."), fontsize=8)
+    ax.legend(title=name, fontsize=8)
     ax.grid(alpha=0.3)
     ks = max_ks(res)
     caption = (
-        f"Error EDF of the surveyed models per value of {axis.removeprefix('param.')} "
-        f"(higher and further left is better); largest pairwise KS distance {ks:.2f}."
+        f"Error EDF of the surveyed models per value of {name} (higher and further left is "
+        f"better; n models per value in the legend)"
     )
-    return Figure(f"edf_{axis.removeprefix('param.')}", caption, _png(fig))
+    if smallest < EDF_MIN_GROUP:
+        warning = f"too few models to conclude: smallest group n={smallest} < {EDF_MIN_GROUP}"
+        ax.set_title(warning, color="tab:red", fontsize=9)
+        caption += f". WARNING: {warning}; not ranked (KS distance {ks:.2f} is not evidence)."
+    else:
+        caption += f"; largest pairwise KS distance {ks:.2f}."
+    return Figure(f"edf_{name}", caption, _png(fig))
 
 
 def plot_ablation(effects, metric: str) -> Figure:

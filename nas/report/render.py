@@ -174,10 +174,25 @@ def _edf_section(df):
             "no design axis has at least two values with two or more finished trials each"
         )
         return section
-    results.sort(key=lambda r: -plots.max_ks(r[1]))
+
+    def ranked(res) -> bool:
+        return min(res.n.values()) >= plots.EDF_MIN_GROUP
+
+    # ranked axes first (by KS distance), then the ones with too few models, in axis order
+    results.sort(key=lambda r: (not ranked(r[1]), -plots.max_ks(r[1]) if ranked(r[1]) else 0))
+    few = sum(not ranked(r) for _, r in results)
     section.text = (
         "Each curve is the fraction of finished models of one axis value with error (1 - val_acc) "
-        "at most x; shaded: 95% bootstrap band. Axes sorted by their largest KS distance."
+        "at most x; shaded: 95% bootstrap band; n per value in the legend. A conclusion about an "
+        "axis needs many models per value (pycls compares hundreds per design space): an axis is "
+        f"ranked by its largest KS distance only when every value has at least "
+        f"{plots.EDF_MIN_GROUP} finished models"
+        + (
+            f"; {few} of {len(results)} axes have fewer and are drawn with a warning, after the "
+            "ranked ones, unranked."
+            if few
+            else "."
+        )
     )
     for axis, res in results[:MAX_EDF_AXES]:
         section.figures.append(plots.plot_edf(axis, res))
