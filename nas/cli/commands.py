@@ -217,3 +217,60 @@ def cmd_bench(args) -> int:
         for line in format_result(name, res):
             print(line)
     return 0
+
+
+def cmd_erf(args) -> int:
+    """Effective receptive field of one candidate on a batch of the data set's images."""
+    import torch
+
+    from nas.measure.erf import erf_map, erf_ratios
+    from nas.models.build import build_model
+    from nas.models.weights import load_weights
+    from nas.space.candidate import Candidate
+    from nas.train.data import DataConfig, load_data
+
+    (candidate,) = _targets(args.target, 1, args.seed)
+    data_cfg = {"dataset": args.dataset, "image_size": args.image_size, "seed": args.seed}
+    data = load_data(DataConfig.from_dict(data_cfg, source="data")).with_channels(
+        candidate.in_chans
+    )
+    candidate = Candidate.from_params(
+        {"num_classes": data.num_classes, "image_size": args.image_size}, base=candidate
+    )
+    torch.manual_seed(args.seed)
+    model = build_model(candidate)
+    if args.weights:
+        fmt = load_weights(model, args.weights)
+        print(f"weights: {args.weights} ({fmt})")
+    images, _ = next(data.batches("val", args.images, generator=None, device="cpu"))
+    contribution = erf_map(model, images)
+    ratios = erf_ratios(contribution)
+    print(
+        f"{args.target}: candidate {candidate.id}, {len(images)} images of {data.name} at "
+        f"{args.image_size}x{args.image_size}, {'given' if args.weights else 'initial'} weights"
+    )
+    print("  ".join(f"{k}={v:.4f}" for k, v in ratios.items()))
+    out = Path(args.out or Path(args.target).with_suffix(".erf.png").name)
+    _erf_png(contribution, out, f"ERF of {candidate.id} ({len(images)} images)")
+    print(f"map: {out}")
+    return 0
+
+
+def _erf_png(contribution, out: Path, title: str) -> None:
+    """The contribution map, log-scaled (log10(1 + x / max * 1e3)), as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = contribution.double()
+    scaled = (1 + m / m.max().clamp_min(1e-300) * 1e3).log10().numpy()
+    fig, ax = plt.subplots(figsize=(4, 4))
+    image = ax.imshow(scaled, cmap="viridis")
+    fig.colorbar(image, ax=ax, label="log10(1 + 1000 x contribution / max)")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+    plt.close(fig)

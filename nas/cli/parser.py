@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from nas.cli.campaigns import cmd_campaign, cmd_demo, cmd_export, cmd_report, cmd_resume
-from nas.cli.commands import cmd_bench, cmd_measure, cmd_sample, cmd_validate
+from nas.cli.commands import cmd_bench, cmd_erf, cmd_measure, cmd_sample, cmd_validate
 from nas.cli.flags import EPILOG, positive_int
 from nas.cli.training import add_pretrain, add_train
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_measure,
         add_train,
         add_pretrain,
+        _add_erf,
         _add_campaign,
         _add_bench,
         _add_resume,
@@ -147,6 +148,25 @@ def _add_measure(sub) -> None:
         "--no-latency", action="store_true", help="skip timing (params, MACs, memory only)"
     )
     m.set_defaults(func=cmd_measure)
+
+
+def _add_erf(sub) -> None:
+    """``nas erf``."""
+    e = sub.add_parser(
+        "erf",
+        help="effective receptive field of one candidate (RepLKNet sec. 5)",
+        epilog=EPILOG,
+        description="Gradient of the central output of the last stage w.r.t. the input, over a "
+        "batch of images: prints erf_r20/r30/r50/r99 and writes the map as a PNG.",
+    )
+    e.add_argument("target", help="candidate (preset) YAML")
+    e.add_argument("--weights", default=None, help="weights for nas.load_weights (default: init)")
+    e.add_argument("--images", type=positive_int, default=16, help="images (default 16)")
+    e.add_argument("--dataset", default="digits", help="digits | cifar10 | synthetic (default digits)")  # fmt: skip
+    e.add_argument("--image-size", type=positive_int, default=64, help="input size (default 64)")
+    e.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    e.add_argument("--out", default=None, help="PNG path (default <candidate>.erf.png)")
+    e.set_defaults(func=cmd_erf)
 
 
 def _add_campaign(sub) -> None:
