@@ -151,9 +151,28 @@ def _targets(path: str, n: int, seed: int):
         raise UserError(str(e)) from None
 
 
+def _proxies(candidate, seed: int, batch: int = 64) -> dict:
+    """Zero-cost proxies at init on one seeded batch of digits at the candidate's size."""
+    import torch
+
+    from nas.measure.proxies import zero_cost_proxies
+    from nas.models.build import build_model
+    from nas.train.data import DataConfig, load_data
+
+    cfg = DataConfig.from_dict(
+        {"dataset": "digits", "image_size": candidate.image_size, "seed": seed}, source="data"
+    )
+    data = load_data(cfg).with_channels(candidate.in_chans)
+    gen = torch.Generator().manual_seed(seed)
+    images, labels = next(data.batches("train", batch, generator=gen, device="cpu"))
+    torch.manual_seed(seed)
+    return zero_cost_proxies(build_model(candidate), images, labels % candidate.num_classes)
+
+
 def cmd_measure(args) -> int:
     from nas.device import resolve_device
     from nas.measure import ROW_KEYS, LatencyProtocol, measure_candidate
+    from nas.measure.proxies import PROXIES
 
     device = str(resolve_device(args.device))
     rows = []
@@ -174,6 +193,8 @@ def cmd_measure(args) -> int:
         row = measure_candidate(
             c, proto=proto, latency=not args.no_latency, throughput_batch=args.throughput_batch
         )
+        if args.proxies:
+            row.update(_proxies(c, args.seed))
         rows.append(row)
         if args.json:
             print(json.dumps(row), flush=True)
@@ -186,10 +207,11 @@ def cmd_measure(args) -> int:
             if row["status"] != "ok":
                 print(f"{row['candidate_id']}  {row['status']}: {row['error']}", flush=True)
                 continue
+            proxies = "".join(f"  {p} {row[p]:.4g}" for p in PROXIES if p in row)
             print(
                 f"{row['candidate_id']}  params {row['params']:,} (deploy {row['params_deploy']:,})  "
                 f"MACs {row['macs'] / 1e6:,.2f} M (deploy {row['macs_deploy'] / 1e6:,.2f} M)  latency {lat}  "
-                f"saved for backward {row['train_saved_bytes'] / 2**20:.2f} MiB",
+                f"saved for backward {row['train_saved_bytes'] / 2**20:.2f} MiB{proxies}",
                 flush=True,
             )
     if not args.json:

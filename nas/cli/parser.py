@@ -147,6 +147,7 @@ def _add_measure(sub) -> None:
     m.add_argument(
         "--no-latency", action="store_true", help="skip timing (params, MACs, memory only)"
     )
+    m.add_argument("--proxies", action="store_true", help="zero-cost proxies at init (64 digits)")
     m.set_defaults(func=cmd_measure)
 
 
