@@ -455,6 +455,14 @@ def test_whole_model_golden_counts() -> None:
         assert total == 20_633_643  # Container-Light
 
 
+def _official_grn(grn: GRN, x: torch.Tensor) -> torch.Tensor:
+    """The official ConvNeXt V2 code's GRN: gamma * (X * Nx) + beta + X."""
+    spatial, channel = ((1, 2), -1) if grn.channels_last else ((2, 3), 1)
+    gx = torch.norm(x, p=2, dim=spatial, keepdim=True)
+    nx = gx / (gx.mean(dim=channel, keepdim=True) + 1e-6)
+    return grn.gamma * (x * nx) + grn.beta + x
+
+
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_grn_equals_the_official_formula_in_float64(channels_last: bool) -> None:
     """The fused form x * (1 + gamma * Nx) + beta against the official code's
@@ -466,10 +474,7 @@ def test_grn_equals_the_official_formula_in_float64(channels_last: bool) -> None
         grn.beta.normal_()
     shape = (3, 9, 9, 16) if channels_last else (3, 16, 9, 9)
     x = torch.randn(shape, dtype=torch.float64)
-    spatial, channel = ((1, 2), -1) if channels_last else ((2, 3), 1)
-    gx = torch.norm(x, p=2, dim=spatial, keepdim=True)
-    nx = gx / (gx.mean(dim=channel, keepdim=True) + 1e-6)
-    official = grn.gamma * (x * nx) + grn.beta + x
+    official = _official_grn(grn, x)
     y = grn(x)
     assert y.dtype == torch.float64
     assert (y - official).abs().max().item() <= 1e-12
@@ -503,16 +508,9 @@ def test_grn_backward_is_the_gradient_of_the_official_formula(channels_last: boo
     assert torch.autograd.gradcheck(
         lambda x, g, b: grn.__class__.forward(grn, x), (x, grn.gamma, grn.beta)
     )
-    spatial, channel = ((1, 2), -1) if channels_last else ((2, 3), 1)
-
-    def official(x):
-        gx = torch.norm(x, p=2, dim=spatial, keepdim=True)
-        nx = gx / (gx.mean(dim=channel, keepdim=True) + 1e-6)
-        return grn.gamma * (x * nx) + grn.beta + x
-
     dy = torch.randn(shape, dtype=torch.float64)
     ours = torch.autograd.grad(grn(x), (x, grn.gamma, grn.beta), dy)
-    ref = torch.autograd.grad(official(x), (x, grn.gamma, grn.beta), dy)
+    ref = torch.autograd.grad(_official_grn(grn, x), (x, grn.gamma, grn.beta), dy)
     for a, b in zip(ours, ref):
         assert (a - b).abs().max().item() <= 1e-12
     z = x.detach().clone()

@@ -169,6 +169,21 @@ def _proxies(candidate, seed: int, batch: int = 64) -> dict:
     return zero_cost_proxies(build_model(candidate), images, labels % candidate.num_classes)
 
 
+def fit_to_data(candidate, *, dataset: str, image_size: int, seed: int, path: str | None = None):
+    """(the candidate at the data set's classes and ``image_size``, the data splits with the
+    candidate's input channels): what ``nas train``, ``nas pretrain`` and ``nas erf`` run on."""
+    from nas.space.candidate import Candidate
+    from nas.train.data import DataConfig, load_data
+
+    cfg = {"dataset": dataset, "image_size": image_size, "seed": seed}
+    cfg |= {"path": path} if path else {}
+    data = load_data(DataConfig.from_dict(cfg, source="data")).with_channels(candidate.in_chans)
+    fitted = Candidate.from_params(
+        {"num_classes": data.num_classes, "image_size": image_size}, base=candidate
+    )
+    return fitted, data
+
+
 def cmd_measure(args) -> int:
     from nas.device import resolve_device
     from nas.measure import ROW_KEYS, LatencyProtocol, measure_candidate
@@ -248,16 +263,10 @@ def cmd_erf(args) -> int:
     from nas.measure.erf import erf_map, erf_ratios
     from nas.models.build import build_model
     from nas.models.weights import load_weights
-    from nas.space.candidate import Candidate
-    from nas.train.data import DataConfig, load_data
 
     (candidate,) = _targets(args.target, 1, args.seed)
-    data_cfg = {"dataset": args.dataset, "image_size": args.image_size, "seed": args.seed}
-    data = load_data(DataConfig.from_dict(data_cfg, source="data")).with_channels(
-        candidate.in_chans
-    )
-    candidate = Candidate.from_params(
-        {"num_classes": data.num_classes, "image_size": args.image_size}, base=candidate
+    candidate, data = fit_to_data(
+        candidate, dataset=args.dataset, image_size=args.image_size, seed=args.seed
     )
     torch.manual_seed(args.seed)
     model = build_model(candidate)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from nas.cli.commands import _targets
+from nas.cli.commands import _targets, fit_to_data
 from nas.cli.flags import EPILOG, positive_int
 from nas.errors import UserError
 
@@ -76,20 +76,9 @@ def add_pretrain(sub) -> None:
 
 def _setup(args, overrides: dict):
     """(candidate at the data's classes and size, data splits, TrainConfig) from the shared flags."""
-    from nas.space.candidate import Candidate
     from nas.train import TrainConfig
-    from nas.train.data import DataConfig, load_data
 
     (candidate,) = _targets(args.target, 1, args.seed)
-    data_cfg = DataConfig.from_dict(
-        {
-            "dataset": args.dataset,
-            "image_size": args.image_size,
-            "seed": args.seed,
-            **({"path": args.data_path} if args.data_path else {}),
-        },
-        source="data",
-    )
     given = {"batch_size": args.batch_size, **overrides}
     cfg = TrainConfig.from_dict(
         {
@@ -100,9 +89,12 @@ def _setup(args, overrides: dict):
         },
         source="flags",
     )
-    data = load_data(data_cfg).with_channels(candidate.in_chans)
-    candidate = Candidate.from_params(
-        {"num_classes": data.num_classes, "image_size": args.image_size}, base=candidate
+    candidate, data = fit_to_data(
+        candidate,
+        dataset=args.dataset,
+        image_size=args.image_size,
+        seed=args.seed,
+        path=args.data_path,
     )
     return candidate, data, cfg
 
