@@ -1,4 +1,4 @@
-"""The ``data:``, ``train:`` and ``pretrain:`` sections: their keys and what each accepts, defined once.
+"""The ``data:``, ``train:``, ``pretrain:`` and ``measure:`` sections: their keys and what each accepts, defined once.
 
 A rule is ``(convert, allowed)``: ``convert`` returns the checked value or raises ``ValueError``;
 ``allowed`` says in words what is accepted. ``parse_fields`` applies a rule set to a mapping and
@@ -16,10 +16,13 @@ from typing import Any
 
 from nas.device import DEVICE_NAMES, is_device_name
 from nas.errors import UserError, did_you_mean
+from nas.vocab import PROXIES
 
 __all__ = [
     "DATASETS",
     "DATA_RULES",
+    "MEASURE_DEFAULTS",
+    "MEASURE_RULES",
     "PRETRAIN_METHODS",
     "PRETRAIN_RULES",
     "TRAIN_RULES",
@@ -175,4 +178,32 @@ PRETRAIN_RULES: dict[str, Rule] = {
     "norm_pix_loss": (as_bool, "true or false"),
     "lr": (as_float(0.0, open_lo=True), "a positive number"),
     "weight_decay": (as_float(0.0), "a number >= 0"),
+}
+
+
+def _as_proxies(v: Any) -> tuple[str, ...]:
+    if v is None or v is False:
+        return ()
+    if v is True:
+        return PROXIES
+    if not isinstance(v, list | tuple) or not all(isinstance(p, str) and p in PROXIES for p in v):
+        raise ValueError
+    return tuple(dict.fromkeys(v))
+
+
+# ``measure:`` (nas.campaign.analysis): what a trial measures beside costs and accuracy.
+MEASURE_RULES: dict[str, Rule] = {
+    "proxies": (
+        _as_proxies,
+        f"a list of zero-cost proxies from {list(PROXIES)}, true (all) or false/[] (none)",
+    ),
+    "proxy_batch": (as_int(2), "an integer >= 2 (images of the training split)"),
+    "erf": (as_bool, "true or false (the ERF of the trained network)"),
+    "erf_images": (as_int(1), "an integer >= 1 (images of the validation split)"),
+}
+MEASURE_DEFAULTS: dict[str, Any] = {
+    "proxies": PROXIES,
+    "proxy_batch": 64,
+    "erf": False,
+    "erf_images": 16,
 }

@@ -15,12 +15,14 @@ __all__ = [
     "COST_COLUMNS",
     "DEFAULT_SENSE",
     "DW_MIXERS",
+    "ERF_COLUMNS",
     "FINISHED_STATUSES",
     "GLOBAL_MIXERS",
     "MACROS",
     "METRIC_COLUMNS",
     "MIXERS",
     "NORMS",
+    "PROXIES",
     "REVCOL_ALPHAS",
     "SAMPLERS",
     "SCHEDULERS",
@@ -74,10 +76,16 @@ COST_COLUMNS = (
 METRIC_COLUMNS = ("val_acc", "val_loss", "train_loss", "epoch_s", "images_per_s")
 COLUMNS = COST_COLUMNS + METRIC_COLUMNS
 
+# Zero-cost proxies (nas.measure.proxies), measured at init; larger is better for each.
+PROXIES = ("synflow", "grad_norm", "snip", "naswot")
+# ERF high-contribution area ratios (nas.measure.erf), after training; smaller: more concentrated.
+ERF_COLUMNS = ("erf_r20", "erf_r30", "erf_r50", "erf_r99")
+
 DEFAULT_SENSE = {c: "min" for c in COLUMNS} | {"val_acc": "max", "images_per_s": "max"}
 
 # ---------------------------------------------------------------------- campaigns
-STATUSES = ("ok", "stopped", "infeasible", "diverged", "oom", "error")  # stopped: by the scheduler
+# stopped: by the scheduler; screened: left out by a funnel's pre-screen (never trained)
+STATUSES = ("ok", "stopped", "infeasible", "diverged", "oom", "error", "screened")
 # statuses whose work is final: the same run key is never run again (error and oom may be retried)
 FINISHED_STATUSES = ("ok", "infeasible", "diverged")
 SAMPLERS = ("tpe", "nsga2", "gp", "random")

@@ -53,6 +53,7 @@ def _spec(
         data=dict(space.data),
         train={**space.train, **train_overrides},
         pretrain=dict(space.pretrain),
+        measure=dict(space.measure),
         objectives=dict(space.objectives),
         constraints=dict(space.constraints),
         latency_inline=runner.latency_inline(),

@@ -46,6 +46,7 @@ class TrialSpec:
     services: dict = field(default_factory=dict)  # Ray actor names: latency, ledger
     latency: dict = field(default_factory=dict)  # protocol settings: batch, dtype, channels_last
     memory_batch: int | None = None  # training memory at this batch (default: the train batch)
+    measure: dict = field(default_factory=dict)  # the space's measure: section (proxies, ERF)
 
 
 def measured_objectives(row: Mapping[str, Any], objectives: Mapping[str, str]) -> dict[str, float]:
@@ -213,6 +214,7 @@ def _numeric_costs(row: Mapping[str, Any]) -> dict[str, float]:
 def _train(
     spec: TrialSpec, candidate: Candidate, configs: tuple, row: dict, report, checkpoint
 ) -> None:
+    from nas.campaign.analysis import erf_columns, init_proxies, measure_settings
     from nas.models.build import build_model
     from nas.pretrain.loop import PretrainConfig
     from nas.train import TrainConfig, train
@@ -229,6 +231,8 @@ def _train(
     torch.manual_seed(cfg.seed)
     model = build_model(candidate)
     costs = _numeric_costs(row)
+    settings = measure_settings(spec.measure)
+    row.update(init_proxies(model, data, settings, seed=cfg.seed, num_classes=data.num_classes))
     if pre_cfg.method != "none":
         pre_ckpt = Path(checkpoint).with_name("pretrain.pt") if checkpoint else None
         encoder = _pretrain(candidate, data, pre_cfg, cfg, row, report, pre_ckpt, costs)
@@ -250,6 +254,8 @@ def _train(
     result = train(model, data, cfg, report=on_epoch, checkpoint=checkpoint)
     _record(row, result.history, time.perf_counter() - t0)
     row["status"], row["reason"] = result.status, result.reason or None
+    if result.status == "ok":
+        row.update(erf_columns(model, data, settings))
 
 
 def _pretrain(candidate, data, pre_cfg, cfg, row, report, checkpoint, costs) -> dict | None:

@@ -152,10 +152,11 @@ def _targets(path: str, n: int, seed: int):
 
 
 def _proxies(candidate, seed: int, batch: int = 64) -> dict:
-    """Zero-cost proxies at init on one seeded batch of digits at the candidate's size."""
+    """Zero-cost proxies at init on one seeded batch of digits at the candidate's size (what a
+    campaign trial records for the same candidate, seed and data)."""
     import torch
 
-    from nas.measure.proxies import zero_cost_proxies
+    from nas.campaign.analysis import init_proxies, measure_settings
     from nas.models.build import build_model
     from nas.train.data import DataConfig, load_data
 
@@ -163,10 +164,11 @@ def _proxies(candidate, seed: int, batch: int = 64) -> dict:
         {"dataset": "digits", "image_size": candidate.image_size, "seed": seed}, source="data"
     )
     data = load_data(cfg).with_channels(candidate.in_chans)
-    gen = torch.Generator().manual_seed(seed)
-    images, labels = next(data.batches("train", batch, generator=gen, device="cpu"))
     torch.manual_seed(seed)
-    return zero_cost_proxies(build_model(candidate), images, labels % candidate.num_classes)
+    settings = measure_settings({"proxy_batch": batch})
+    return init_proxies(
+        build_model(candidate), data, settings, seed=seed, num_classes=candidate.num_classes
+    )
 
 
 def fit_to_data(candidate, *, dataset: str, image_size: int, seed: int, path: str | None = None):

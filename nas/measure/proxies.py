@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.vocab import PROXIES
+
 __all__ = ["PROXIES", "zero_cost_proxies"]
 
-PROXIES = ("synflow", "grad_norm", "snip", "naswot")
 _WEIGHTED = (nn.Conv2d, nn.Linear)
 
 

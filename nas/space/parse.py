@@ -12,7 +12,7 @@ from typing import Any
 
 from nas.documents import DocumentError, read_yaml
 from nas.errors import SpaceError, did_you_mean
-from nas.settings import DATA_RULES, DATASETS, PRETRAIN_RULES, TRAIN_RULES, Rule
+from nas.settings import DATA_RULES, DATASETS, MEASURE_RULES, PRETRAIN_RULES, TRAIN_RULES, Rule
 from nas.space.candidate import Candidate, CandidateError, load_candidate
 from nas.space.dimparse import DimParser, SpaceErrors, accepts
 from nas.space.dims import is_number
@@ -30,6 +30,7 @@ TOP_KEYS = (
     "data",
     "train",
     "pretrain",
+    "measure",
     "objectives",
     "constraints",
     "sampler",
@@ -60,6 +61,7 @@ def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None)
         )
     train = _section(err, "train", data.get("train"), TRAIN_RULES)
     pretrain = _section(err, "pretrain", data.get("pretrain"), PRETRAIN_RULES)
+    measure = _section(err, "measure", data.get("measure"), MEASURE_RULES)
     base = _base(err, data.get("base"), dataset, root)
     stages = data.get("stages", base.num_stages)
     if not isinstance(stages, int) or isinstance(stages, bool) or stages < 1:
@@ -89,6 +91,7 @@ def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None)
         data=dataset,
         train=train,
         pretrain=pretrain,
+        measure=measure,
         objectives=objectives,
         constraints=constraints,
         sampler=sampler,
@@ -118,7 +121,7 @@ def _check_pretrain(source: str, base: Candidate, pretrain: dict, dims) -> None:
 
 
 def _section(err: SpaceErrors, name: str, value: Any, rules: dict[str, Rule]) -> dict:
-    """A ``data:``, ``train:`` or ``pretrain:`` section checked against the rules its consumer applies."""
+    """A ``data:``, ``train:``, ``pretrain:`` or ``measure:`` section checked against the rules its consumer applies."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):

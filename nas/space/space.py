@@ -64,6 +64,7 @@ class Space:
     data: dict = dataclasses.field(default_factory=dict)
     train: dict = dataclasses.field(default_factory=dict)
     pretrain: dict = dataclasses.field(default_factory=dict)
+    measure: dict = dataclasses.field(default_factory=dict)  # the measure: section (proxies, ERF)
     objectives: dict = dataclasses.field(default_factory=dict)
     constraints: dict = dataclasses.field(default_factory=dict)
     sampler: str = "tpe"
