@@ -18,6 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from nas.campaign.cluster import check_fits, init_ray
+from nas.campaign.funnel import Funnel, handled_keys, run_screen
 from nas.campaign.plan import check_ablation, default_axes, plan_ablation, plan_survey
 from nas.campaign.progress import Progress
 from nas.campaign.runner import Runner, load_runner
@@ -125,8 +126,15 @@ def _manifest(name, mode, space_path, runner_path, experiment: str, spec: TrialS
     }
 
 
-def _plans(mode: str, space: Space, *, n, seed, baseline, axes, seeds, factorial):
-    """(planned trials, planning stats) of a survey or an ablation; none for a search."""
+def _plans(mode: str, space: Space, *, n, seed, baseline, axes, seeds, factorial, funnel=None):
+    """(planned trials, planning stats) of a survey or an ablation; none for a search (but the
+    candidates to screen of a funnel, drawn as a survey draws them)."""
+    if funnel is not None:
+        if mode == "ablate":
+            raise UserError("--prescreen: a funnel screens a survey or a search, not an ablation")
+        if mode == "search" and funnel.keep > n:
+            raise UserError(f"--keep: {funnel.keep} kept candidates exceed the search's -n {n}")
+        return plan_survey(space, funnel.prescreen, seed)
     if mode == "survey":
         return plan_survey(space, n, seed)
     if mode == "ablate":
@@ -161,26 +169,22 @@ def run_campaign(
     retrain: bool = False,
     train_overrides: dict | None = None,
     progress: bool = True,
+    funnel: Funnel | None = None,
 ) -> Path:
     """Plan and run one campaign (or grow an existing one); returns the campaign folder.
-    ``progress``: log one line per finished trial and a summary to ``nas.progress``."""
+    ``progress``: log one line per finished trial and a summary to ``nas.progress``. ``funnel``:
+    screen candidates, train the best (``nas.campaign.funnel``)."""
     if mode not in MODES:
         raise UserError(f"mode: expected one of {list(MODES)}, got {mode!r}")
     space, runner = load_space(space_path), load_runner(runner_path)
     _check_measurable(space, runner)
     folder = _campaign_folder(results, name)
     table = CampaignTable(folder)  # reads an existing table; writes nothing
-    done = set() if retrain else table.done_keys()
+    done = set() if retrain else table.done_keys() | (handled_keys(table.df) if funnel else set())
     spec = _spec(space, runner, name, mode, dict(train_overrides or {}))
-    plans, stats = _plans(
-        mode, space, n=n, seed=seed, baseline=baseline, axes=axes, seeds=seeds, factorial=factorial
-    )
-    for plan in plans:
-        c = Candidate.from_dict(plan["candidate"])
-        plan["run_key"] = trial_run_key(spec, c, plan["seed"], plan["train"], plan["pretrain"])
-    skipped = sum(p["run_key"] in done for p in plans)
-    plans = [p for p in plans if p["run_key"] not in done]
-    stats["skipped_done"] = skipped
+    how = dict(baseline=baseline, axes=axes, seeds=seeds, factorial=factorial, funnel=funnel)
+    plans, stats = _plans(mode, space, n=n, seed=seed, **how)
+    plans = _pending(plans, spec, done, stats)
     if plans or mode == "search":
         init_ray(runner)  # before anything is written: an unreachable cluster leaves no trace
         check_fits(runner)
@@ -195,14 +199,49 @@ def run_campaign(
         _write_manifest(folder, manifest)
         return folder
     _write_manifest(folder, manifest)
+    points: list[dict] = []
+    if funnel is not None:  # the kept candidates: the survey's plans or the search's first points
+        plans, points = _funnel(funnel, space, spec, runner, plans, folder, manifest, experiment)
+        if mode == "survey" and not plans:
+            return folder
     spec = _with_services(spec, runner, folder, table, run=experiment, reuse=not retrain)
     watch = Progress(manifest["planned"], spec.objectives) if progress else None
     try:
-        _fit(_tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, watch))
+        _fit(_tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, watch, points))
     finally:
         stop_services(ServiceNames(**spec.services))
     prune_checkpoints(location)
     return folder
+
+
+def _pending(plans: list[dict], spec: TrialSpec, done: set[str], stats: dict) -> list[dict]:
+    """The plans whose work (run key) is not done yet; counts the others in ``stats``."""
+    for plan in plans:
+        c = Candidate.from_dict(plan["candidate"])
+        plan["run_key"] = trial_run_key(spec, c, plan["seed"], plan["train"], plan["pretrain"])
+    stats["skipped_done"] = sum(p["run_key"] in done for p in plans)
+    return [p for p in plans if p["run_key"] not in done]
+
+
+def _funnel(funnel, space, spec, runner, plans, folder, manifest, run) -> tuple[list, list]:
+    """Screen the drawn candidates (rows for the left-out ones); the kept ones become the
+    survey's plans, or the first points of the search. Returns (plans, search points)."""
+    kept, figures = run_screen(
+        funnel, plans, spec, runner.cpus_per_trial, CampaignTable(folder), run
+    )
+    manifest["stats"]["funnel"] = figures
+    if spec.mode == "search":
+        points = [space.optuna_params(p["params"]) for p in kept]
+        kept = []
+    else:
+        manifest["planned"] = len(kept)
+        points = []
+    _write_manifest(folder, manifest)
+    log.info(
+        "funnel: screened %d candidates in %.1f s, kept %d by %s",
+        figures["screened"], figures["screen_wall_s"], figures["kept"], funnel.by,
+    )  # fmt: skip
+    return kept, points
 
 
 def _with_services(
@@ -224,14 +263,16 @@ def _with_services(
     return replace(spec, services={"latency": names.latency, "ledger": names.ledger})
 
 
-def _tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, progress):
+def _tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, progress, points=()):
     from ray import tune
 
     from nas.campaign.callback import TableCallback
 
     search_alg = scheduler = None
     if mode == "search":
-        search_alg = make_searcher(space, runner, folder=folder, study_name=experiment, seed=seed)
+        search_alg = make_searcher(
+            space, runner, folder=folder, study_name=experiment, seed=seed, points=list(points)
+        )
         scheduler = make_scheduler(runner.scheduler, planned_epochs(spec.train))
         param_space, num_samples = None, n
     else:

@@ -47,8 +47,11 @@ def _sampler(name: str, seed: int):
     return samplers[name]()
 
 
-def make_searcher(space: Space, runner: Runner, *, folder: Path, study_name: str, seed: int):
-    """``OptunaSearch`` over the space's objectives (metric/mode stated once, here)."""
+def make_searcher(
+    space: Space, runner: Runner, *, folder: Path, study_name: str, seed: int, points=None
+):
+    """``OptunaSearch`` over the space's objectives (metric/mode stated once, here); ``points``
+    (Optuna parameter dicts) are tried first, in order (a funnel's kept candidates)."""
     if not space.objectives:
         raise UserError(f"{space.source}: objectives: search needs at least one objective")
     metrics, modes = list(space.objectives), list(space.objectives.values())
@@ -61,6 +64,7 @@ def make_searcher(space: Space, runner: Runner, *, folder: Path, study_name: str
         sampler=_sampler(runner.sampler or space.sampler, seed),
         study_name=study_name,
         storage=_optuna_storage(folder),
+        points_to_evaluate=points or None,
     )
 
 

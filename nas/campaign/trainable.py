@@ -66,10 +66,10 @@ def _trainable(config: dict, spec: TrialSpec, space: Space | None) -> None:
             report(_invalid(spec, trial_id, params, e))
             return
         candidate, seed, train = sample.candidate, spec.train.get("seed", 0), sample.train
-        pre = sample.pretrain
+        pre, extra = sample.pretrain, None
     else:
         candidate, seed, train = Candidate.from_dict(plan["candidate"]), plan["seed"], plan["train"]
-        params, pre = plan.get("params"), plan.get("pretrain", {})
+        params, pre, extra = plan.get("params"), plan.get("pretrain", {}), plan.get("screen")
     key = trial_run_key(spec, candidate, seed, train, pre)
     old = ray_get(ledger.reusable.remote(key)) if plan is None else None
     if old is not None:  # the same work was done before: reuse its row
@@ -93,6 +93,7 @@ def _trainable(config: dict, spec: TrialSpec, space: Space | None) -> None:
         checkpoint=ckpt_dir / "train.pt",
         params=params,
         latency=_latency_client(spec),
+        extra=extra,
     )
 
 

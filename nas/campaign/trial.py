@@ -24,7 +24,7 @@ from nas.errors import is_oom
 from nas.space.candidate import Candidate
 from nas.vocab import COST_COLUMNS, METRIC_COLUMNS, STATUSES
 
-__all__ = ["STATUSES", "TrialSpec", "measured_objectives", "run_trial"]
+__all__ = ["STATUSES", "TrialSpec", "measured_objectives", "run_trial", "screened_row"]
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +116,20 @@ def run_trial(
     report: Callable[[dict], None] | None = None,
     checkpoint: str | Path | None = None,
     latency: Callable[[Candidate], dict] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one trial and return its row. ``report`` gets every epoch's metrics together with
     every measured objective and the cost columns (OptunaSearch reads the last report).
     ``latency`` times the candidate elsewhere (the campaign's latency service) before training;
     without it, latency is timed here when ``spec.latency_inline``, else not at all. With
     pre-training (``pretrain.method``), the network is pre-trained first (its checkpoint is
-    ``pretrain.pt`` beside ``checkpoint``) and fine-tuned from the pre-trained encoder."""
+    ``pretrain.pt`` beside ``checkpoint``) and fine-tuned from the pre-trained encoder. ``extra``:
+    columns the row starts with (a funnel's screen values)."""
     started = time.time()
     train_cfg = _train_cfg(spec, seed, train_overrides)
     pre_cfg = _pretrain_cfg(spec, pretrain_overrides)
     row = _new_row(spec, candidate, trial_id, seed, train_cfg, params, started, pre_cfg)
+    row.update(extra or {})
     report = report or (lambda metrics: None)
     try:
         if _measure(spec, candidate, row, latency):
@@ -180,6 +183,18 @@ def _measure(spec: TrialSpec, candidate: Candidate, row: dict, latency) -> bool:
         row.update(status="infeasible", reason="; ".join(dict.fromkeys(violations)))
         return False
     return True
+
+
+def screened_row(spec: TrialSpec, plan: Mapping[str, Any], trial_id: str, values: Mapping) -> dict:
+    """The row of a planned candidate that a funnel's pre-screen left out (never trained)."""
+    c = Candidate.from_dict(plan["candidate"])
+    train_cfg = _train_cfg(spec, plan["seed"], plan["train"])
+    pre_cfg = _pretrain_cfg(spec, plan.get("pretrain"))
+    now = time.time()
+    row = _new_row(spec, c, trial_id, plan["seed"], train_cfg, plan.get("params"), now, pre_cfg)
+    row.update(values, status="screened", reason=values.get("screen_note"), finished_at=now)
+    row["wall_s"] = values.get("screen_s")
+    return row
 
 
 def _new_row(

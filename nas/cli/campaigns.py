@@ -38,11 +38,15 @@ def _print_table_summary(folder) -> None:
 
 def cmd_campaign(args) -> int:
     from nas.campaign import run_campaign
+    from nas.campaign.funnel import parse_funnel
 
     for path, what in ((args.space, "space"), (args.runner, "runner")):
         if path is not None and not Path(path).is_file():
             raise UserError(f"{path}: no such file (the {what})")
     overrides = {"epochs": args.epochs} if args.epochs else {}
+    funnel = parse_funnel(
+        getattr(args, "prescreen", None), getattr(args, "keep", None), getattr(args, "by", None)
+    )
     axes = (
         [a.strip() for a in args.axes.split(",") if a.strip()]
         if getattr(args, "axes", None)
@@ -63,6 +67,7 @@ def cmd_campaign(args) -> int:
         factorial=getattr(args, "factorial", False),
         retrain=args.retrain,
         train_overrides=overrides,
+        funnel=funnel,
     )
     _print_table_summary(folder)
     return 0

@@ -26,9 +26,26 @@ def _progress_to_stderr() -> None:
         log.propagate = False
 
 
+# Flags whose value is an expression that may start with a minus (``--by -macs_m``): argparse
+# would read the value as an option.
+EXPRESSION_FLAGS = ("--by",)
+
+
+def _join_expressions(argv: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in EXPRESSION_FLAGS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_expressions(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -217,8 +217,26 @@ def _add_campaign(sub) -> None:
         )
         if mode == "ablate":
             _add_ablate_flags(c)
+        else:
+            _add_funnel_flags(c)
         _add_quiet(c)
         c.set_defaults(func=cmd_campaign, mode=mode)
+
+
+def _add_funnel_flags(c) -> None:
+    """A funnel: screen N candidates by fast costs and zero-cost proxies, train the K best."""
+    c.add_argument(
+        "--prescreen", type=positive_int, default=None, metavar="N",
+        help="screen N candidates (analytic params/MACs, zero-cost proxies at init) before training",
+    )  # fmt: skip
+    c.add_argument(
+        "--keep", type=positive_int, default=None, metavar="K",
+        help="train the K best screened candidates (a search starts from them)",
+    )  # fmt: skip
+    c.add_argument(
+        "--by", default=None, metavar="EXPR",
+        help="what 'best' means, larger is better: e.g. synflow, naswot, -macs_m, snip / params_m",
+    )  # fmt: skip
 
 
 def _add_bench(sub) -> None:
