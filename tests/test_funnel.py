@@ -91,6 +91,9 @@ def test_a_survey_funnel_trains_exactly_the_k_best(files, tmp_path, capsys):
     # the same command again: nothing is screened or trained twice
     assert main(args) == 0
     assert len(read_table(tmp_path / "r" / "f")) == 40
+    assert main(["report", str(tmp_path / "r" / "f")]) == 0
+    html = (tmp_path / "r" / "f" / "report.html").read_text()
+    assert "Screened 40 candidates by synflow" in html
 
 
 @pytest.mark.heavy

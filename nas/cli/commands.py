@@ -296,8 +296,9 @@ def _erf_png(contribution, out: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    m = contribution.double()
-    scaled = (1 + m / m.max().clamp_min(1e-300) * 1e3).log10().numpy()
+    from nas.measure.erf import log_scaled
+
+    scaled = log_scaled(contribution.double().numpy())
     fig, ax = plt.subplots(figsize=(4, 4))
     image = ax.imshow(scaled, cmap="viridis")
     fig.colorbar(image, ax=ax, label="log10(1 + 1000 x contribution / max)")

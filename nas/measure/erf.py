@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ERF_THRESHOLDS", "erf_map", "erf_ratios"]
+__all__ = ["ERF_THRESHOLDS", "erf_map", "erf_ratios", "log_scaled"]
 
 ERF_THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 
@@ -60,6 +61,14 @@ def erf_ratios(
         area = next((a for s, a in inside if s >= t * total * (1 - 1e-12)), float(rows * cols))
         out[key] = area / (rows * cols)
     return out
+
+
+def log_scaled(contribution) -> np.ndarray:
+    """A map for display: ``log10(1 + 1000 x / max)`` (0 = none, 3 = the maximum), as RepLKNet
+    shows its ERFs (a log scale: the contribution falls off by orders of magnitude)."""
+    m = np.asarray(contribution, dtype=np.float64)
+    top = m.max() if m.size else 0.0
+    return np.log10(1 + m / max(top, 1e-300) * 1e3)
 
 
 def _square(m: torch.Tensor, cy: int, cx: int, r: int) -> tuple[float, float]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from nas.campaign.table import campaign_objectives, load_campaign, records
 from nas.errors import UserError
 from nas.report import plots
+from nas.report.analysis import erf_section, funnel_section, proxy_section
 from nas.report.document import LABELS, MAX_EDF_AXES, Figure, Report, Section
 from nas.report.pages import render_html, render_md
 
@@ -53,6 +54,9 @@ def build_report(
         pareto_section,
         _hypervolume_section(df, objectives),
         _edf_section(df),
+        funnel_section(df),
+        proxy_section(df),
+        erf_section(df, front),
         _ablation_section(df),
         *_factorial_sections(df),
         _attribution_section(df, front, knees),
@@ -284,9 +288,9 @@ def _curves_section(front):
 
 def _failures_section(df):
     section = Section("Trials that did not finish")
-    bad = df[df["status"] != "ok"] if len(df) else df
+    bad = df[~df["status"].isin(["ok", "screened"])] if len(df) else df  # screened: the funnel
     if not len(bad):
-        section.text = "Every trial finished (status ok)."
+        section.text = "Every trial that was to train finished (status ok)."
         return section
     cols = ("trial_id", "candidate_id", "status", "epochs", "reason")  # stopped: epochs it had
     section.table = bad[[c for c in cols if c in bad]]
