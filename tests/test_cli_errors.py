@@ -203,3 +203,31 @@ def test_a_latency_service_that_leaves_no_room_for_a_trial(files):
     runner.write_text("name: tight\nnum_cpus: 2\ncpus_per_trial: 2\nobject_store_mb: 128\n")
     line = _survey_fails(tmp, space, runner)
     assert "runner 'tight': latency: the latency service reserves 1 CPU, 0 GPU" in line
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--prescreen", "4", "--keep", "5", "--by", "synflow"], "--keep: expected 1 <= K <= N"),
+        (["--prescreen", "4", "--by", "synflow"], "--keep: a funnel needs --prescreen N"),
+        (["--prescreen", "4", "--keep", "2", "--by", "val_acc"], "which the screen does not"),
+        (["-n", "2", "--prescreen", "9", "--keep", "3", "--by", "-macs_m"], "exceed the search's"),
+    ],
+    ids=["keep_over_n", "no_keep", "unmeasured", "keep_over_search"],
+)
+def test_bad_funnel_flags(capsys, files, flags, needle):
+    tmp, space = files
+    mode = "search" if "-n" in flags else "survey"
+    results = tmp / "results"
+    err = _in_process(capsys, [mode, str(space), "--name", "c", "--results", str(results), *flags])
+    assert needle in err, err
+    _nothing_written(results)
+
+
+def test_abbreviated_flags_are_refused(capsys, files):
+    """``--n 3`` is not ``--name 3`` (nor ``-n 3``): argparse's prefix matching is off."""
+    tmp, space = files
+    with pytest.raises(SystemExit) as e:
+        main(["survey", str(space), "--n", "3", "--name", "c", "--results", str(tmp / "r")])
+    assert e.value.code == 2 and "unrecognized arguments: --n 3" in capsys.readouterr().err
+    _nothing_written(tmp / "r")

@@ -35,7 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
         _add_demo,
     ):
         add(sub)
+    _no_abbreviations(p)
     return p
+
+
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """Whole flag names only, in every (sub)command: ``--n 32`` must not quietly mean
+    ``--name 32``."""
+    parser.allow_abbrev = False
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public walk
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for child in action.choices.values():
+                _no_abbreviations(child)
 
 
 def _add_validate(sub) -> None:
