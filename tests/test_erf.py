@@ -121,3 +121,7 @@ def test_nas_erf_prints_the_ratios_and_writes_the_map(tmp_path, capsys):
     assert out.read_bytes().startswith(b"\x89PNG")
     code = main(["erf", preset, "--images", "2", "--weights", str(tmp_path / "none.pt")])
     assert code == 2 and f"{tmp_path / 'none.pt'}: no such file" in capsys.readouterr().err
+    missing = tmp_path / "no-cifar"
+    code = main(["erf", preset, "--dataset", "cifar10", "--data-path", str(missing)])
+    err = capsys.readouterr().err
+    assert code == 2 and str(missing) in err and err.count("\n") == 1, err

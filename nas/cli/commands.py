@@ -268,7 +268,11 @@ def cmd_erf(args) -> int:
 
     (candidate,) = _targets(args.target, 1, args.seed)
     candidate, data = fit_to_data(
-        candidate, dataset=args.dataset, image_size=args.image_size, seed=args.seed
+        candidate,
+        dataset=args.dataset,
+        image_size=args.image_size,
+        seed=args.seed,
+        path=args.data_path,
     )
     torch.manual_seed(args.seed)
     model = build_model(candidate)

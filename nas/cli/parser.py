@@ -174,7 +174,8 @@ def _add_erf(sub) -> None:
     e.add_argument("target", help="candidate (preset) YAML")
     e.add_argument("--weights", default=None, help="weights for nas.load_weights (default: init)")
     e.add_argument("--images", type=positive_int, default=16, help="images (default 16)")
-    e.add_argument("--dataset", default="digits", help="digits | cifar10 | synthetic (default digits)")  # fmt: skip
+    e.add_argument("--dataset", default="digits", help="digits | cifar10 | imagefolder | synthetic (default digits)")  # fmt: skip
+    e.add_argument("--data-path", default=None, help="data folder for cifar10/imagefolder (or NAS_DATA)")  # fmt: skip
     e.add_argument("--image-size", type=positive_int, default=64, help="input size (default 64)")
     e.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     e.add_argument("--out", default=None, help="PNG path (default <candidate>.erf.png)")
