@@ -18,7 +18,7 @@ def _proxy_rows() -> list[dict]:
         "grad_norm": [2, 1, 3, 4, 5],  # one discordant pair of 10: tau (9 - 1) / 10
         "snip": [5, 4, 3, 2, 1],  # reversed: tau -1
         "params_m": [1, 3, 2, 4, 5],  # tau 0.8: the better baseline
-        "macs_m": [5, 4, 3, 2, 1.5],
+        "macs_m": [4, 5, 3, 2, 1],  # tau -0.8: |tau| 0.8, the bar a proxy must pass
     }
     return [
         base_row(i, val_acc=a, **{k: float(v[i]) for k, v in cols.items()})
@@ -32,6 +32,8 @@ def test_proxy_rank_correlations_by_hand_against_the_baselines():
     assert t.loc["grad_norm", "kendall_tau"] == pytest.approx(0.8)
     assert t.loc["snip", "kendall_tau"] == pytest.approx(-1.0)
     assert t.loc["params_m", "kendall_tau"] == pytest.approx(0.8)
+    assert t.loc["macs_m", "kendall_tau"] == pytest.approx(-0.8)
+    assert t.loc["synflow", "tau_p_value"] < t.loc["grad_norm", "tau_p_value"] < 0.1
     # Spearman: 1 - 6 sum d^2 / (n (n^2 - 1)), d = (1, -1, 0, 0, 0): 1 - 12 / 120
     assert t.loc["grad_norm", "spearman_rho"] == pytest.approx(0.9)
     assert t["beats_baselines"].to_dict() == {"synflow": True, "grad_norm": False, "snip": False,
