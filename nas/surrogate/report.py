@@ -125,25 +125,39 @@ def _conclusions(verdicts: dict, trials: int) -> str:
     return "; ".join(lines) + "." if lines else "No comparison: random was not replayed."
 
 
-def _coverage(survey, table: pd.DataFrame) -> str:
-    """How many feasible proposals lie outside the survey's range of analytic costs."""
-    ok = table[table["status"] == "ok"]
-    outside = pd.Series(False, index=ok.index)
-    ranges = []
-    for col in ("params_m", "macs_m"):
+def _outside(survey, ok: pd.DataFrame, columns) -> tuple[pd.Series, list[str]]:
+    """Which feasible proposals lie outside the survey's measured range of any of ``columns``,
+    and those ranges as text."""
+    outside, ranges = pd.Series(False, index=ok.index), []
+    for col in columns:
         seen = pd.to_numeric(survey.ok[col], errors="coerce") if col in survey.ok else None
-        if seen is None or not seen.notna().any():
+        if seen is None or not seen.notna().any() or col not in ok:
             continue
         lo, hi = float(seen.min()), float(seen.max())
         outside |= (ok[col] < lo) | (ok[col] > hi)
-        ranges.append(f"{col} {lo:.3g} to {hi:.3g}")
-    share = float(outside.mean()) if len(ok) else 0.0
+        ranges.append(f"{col} {lo:.4g} to {hi:.4g}")
+    return outside, ranges
+
+
+def _coverage(survey, table: pd.DataFrame) -> str:
+    """How many feasible proposals lie outside the survey's cost ranges (extrapolated inputs),
+    and how many have a prediction outside the measured range (extrapolated outputs)."""
+    ok = table[table["status"] == "ok"]
+    costs, cost_ranges = _outside(survey, ok, ("params_m", "macs_m"))
+    predicted, value_ranges = _outside(survey, ok, default_targets(survey))
+
+    def share(mask: pd.Series) -> str:
+        return f"{float(mask.mean()) if len(mask) else 0.0:.0%}"
+
     return (
         "The surrogate knows only the region the survey covered "
-        f"({len(survey.ok)} trained candidates; {', '.join(ranges) or 'no cost columns'}). "
-        f"{share:.0%} of the replay's feasible proposals lie outside those cost ranges: their "
-        "predicted values are extrapolations. A replay has no failed trials (out of memory, "
-        "diverged): the surrogate answers every valid point."
+        f"({len(survey.ok)} trained candidates; {', '.join(cost_ranges) or 'no cost columns'}; "
+        f"measured {', '.join(value_ranges) or 'nothing'}). {share(costs)} of the replay's "
+        "feasible proposals lie outside those cost ranges, and "
+        f"{share(predicted)} have a predicted value outside the measured range: both are "
+        "extrapolations, and a sampler that chases them learns the model, not the space. A "
+        "replay has no failed trials (out of memory, diverged): the surrogate answers every "
+        "valid point."
     )
 
 
