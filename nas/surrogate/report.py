@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -75,19 +75,28 @@ def informative(quality: dict, targets, epochs) -> tuple[bool, str]:
     )
 
 
-def _band_figure(bands: pd.DataFrame, column: str, ylabel: str, caption: str) -> Figure:
+def _band_figure(bands: pd.DataFrame, column: str, ylabel: str, caption: str, facts) -> Figure:
+    """Mean and 95% band per sampler; dotted: the trial from which a sampler beats random; a red
+    title when the replay is not informative (the PNG may be read without the report)."""
     from nas.report.plots import _figure, _png
 
+    beats = facts.verdicts.get(column, {})
     fig, ax = _figure()
     for sampler, part in bands.groupby("sampler", sort=False):
-        line = ax.plot(part["trial"], part["mean"], label=f"{sampler} (n={int(part['n'].max())})")[
-            0
-        ]
+        n = int(part["n"].max())
+        line = ax.plot(part["trial"], part["mean"], label=f"{sampler} (n={n})")[0]
         ax.fill_between(part["trial"], part["lo"], part["hi"], alpha=0.18, color=line.get_color())
+        if beats.get(sampler):
+            ax.axvline(beats[sampler], color=line.get_color(), ls=":", lw=1.2)
+    if facts.why:
+        ax.set_title(
+            f"NOT INFORMATIVE: a surrogate tau < {TAU_INFORMATIVE}", color="tab:red", fontsize=9
+        )
     ax.set_xlabel("proposals (trials)")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    caption += " Dotted: the trial from which a sampler beats random with confidence."
     return Figure(f"replay_{column}", caption, _png(fig))
 
 
@@ -172,6 +181,7 @@ class _Facts:
     why: str
     best: str
     larger: bool
+    verdicts: dict = field(default_factory=dict)  # {metric: {sampler: first trial or None}}
 
     @property
     def lead(self) -> str:
@@ -203,14 +213,16 @@ def _curve_sections(table: pd.DataFrame, facts: _Facts, objectives, reference) -
     hv = _band_figure(
         curve_bands(table, "hypervolume"),
         "hypervolume",
-        "hypervolume (product of objective units)",
+        "hypervolume so far, predicted (objective units)",
         "Anytime hypervolume per sampler: mean over seeds and its 95% band.",
+        facts,
     )
     best = _band_figure(
         curve_bands(table, facts.best),
         facts.best,
-        label(name),
+        f"best feasible so far, predicted: {label(name)}",
         f"Best feasible {name} so far per sampler: mean over seeds and its 95% band.",
+        facts,
     )
     return [
         Section(
@@ -235,6 +247,7 @@ def build_replay(survey, surrogate, table: pd.DataFrame, settings: dict) -> tupl
     facts = _facts(survey, surrogate, table)
     targets = default_targets(survey)
     verdict, verdicts = _verdict_table(table, facts.best, facts.larger)
+    facts.verdicts = verdicts
     conclusions = _conclusions(verdicts, settings["trials"])
     ok_line = (
         f"Every target the replay uses ranks held-out rows with Kendall tau >= {TAU_INFORMATIVE}."
