@@ -13,6 +13,7 @@ from nas.errors import UserError
 
 NAMES = {
     "campaign",
+    "surrogate",
     "cost",
     "latency",
     "reparam",

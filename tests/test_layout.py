@@ -25,6 +25,7 @@ LAYERS = {
     "nas.campaign": 5,
     "nas.report": 6,
     "nas.bench": 7,
+    "nas.surrogate": 7,
     "nas.cli": 8,
     "nas": 9,  # the package facade (lazy re-exports of the public API)
 }

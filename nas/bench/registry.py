@@ -24,6 +24,7 @@ from nas.bench.kernels import bench_kernels
 from nas.bench.latency import bench_latency
 from nas.bench.reparam import bench_reparam
 from nas.bench.revcol import bench_revcol
+from nas.bench.surrogate import bench as bench_surrogate
 from nas.bench.trainer import bench as bench_trainer
 from nas.errors import UserError
 
@@ -44,6 +45,7 @@ BENCHES: dict[str, Callable[..., dict]] = {
     "fcmae": bench_fcmae,
     "trainer": bench_trainer,
     "campaign": bench_campaign,
+    "surrogate": bench_surrogate,
     "gpu": bench_gpu,
     "all": lambda quick, device="cpu": run_bench("all", quick=quick, device=device),
 }

@@ -10,7 +10,7 @@ from nas.campaign.runner import Runner
 from nas.errors import UserError
 from nas.space.space import Space
 
-__all__ = ["make_scheduler", "make_searcher"]
+__all__ = ["make_sampler", "make_scheduler", "make_searcher"]
 
 
 class _DefineByRun:
@@ -35,7 +35,9 @@ def _optuna_storage(folder: Path):
     return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "optuna.log")))
 
 
-def _sampler(name: str, seed: int):
+def make_sampler(name: str, seed: int):
+    """The Optuna sampler a campaign searches with, by name (``nas.vocab.SAMPLERS``), seeded;
+    ``nas replay`` builds its samplers here too, so a replay runs the campaign's own sampler."""
     import optuna
 
     samplers = {
@@ -61,7 +63,7 @@ def make_searcher(
         space=_DefineByRun(space),
         metric=metrics if len(metrics) > 1 else metrics[0],
         mode=modes if len(modes) > 1 else modes[0],
-        sampler=_sampler(runner.sampler or space.sampler, seed),
+        sampler=make_sampler(runner.sampler or space.sampler, seed),
         study_name=study_name,
         storage=_optuna_storage(folder),
         points_to_evaluate=points or None,

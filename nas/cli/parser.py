@@ -8,6 +8,7 @@ import argparse
 from nas.cli.campaigns import cmd_campaign, cmd_demo, cmd_export, cmd_report, cmd_resume
 from nas.cli.commands import cmd_bench, cmd_erf, cmd_measure, cmd_sample, cmd_validate
 from nas.cli.flags import EPILOG, positive_int
+from nas.cli.surrogates import add_replay, add_surrogate
 from nas.cli.training import add_pretrain, add_train
 
 __all__ = ["build_parser"]
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_resume,
         _add_report,
         _add_export,
+        add_surrogate,
+        add_replay,
         _add_demo,
     ):
         add(sub)
@@ -258,11 +261,11 @@ def _add_bench(sub) -> None:
         help="performance benchmarks (ratios measured side by side)",
         epilog=EPILOG,
         description="Run a benchmark; prints its figures and, last, its ratio(s) against the target(s); "
-        "writes results/bench/NAME.json. Names: cost, latency, reparam, revcol, kernels, grn, trainer, campaign, gpu (the CUDA check; skips without a GPU), all.",
+        "writes results/bench/NAME.json. Names: cost, latency, reparam, revcol, kernels, grn, trainer, campaign, surrogate, gpu (the CUDA check; skips without a GPU), all.",
     )
     b.add_argument(
         "name",
-        help="cost | latency | reparam | revcol | kernels | grn | trainer | campaign | gpu | all",
+        help="cost | latency | reparam | revcol | kernels | grn | trainer | campaign | surrogate | gpu | all",
     )
     b.add_argument(
         "--quick", action="store_true", help="small sizes (CI smoke run, a couple of minutes)"
