@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from nas.cli import main
-from tests.conftest import PRESETS, ROOT
+from tests.conftest import ROOT
 from tests.synthetic_survey import Truth, write_survey
 
 pytestmark = pytest.mark.heavy
@@ -143,8 +143,6 @@ def test_digits_survey_end_to_end(tmp_path, capsys):
     held-out quality beside every conclusion."""
     folder = tmp_path / "digits32"
     shutil.copytree(ROOT / "tests" / "data" / "digits_survey32", folder)
-    (folder / "presets").mkdir()  # the space's base: presets/convnextv2_atto.yaml beside it
-    shutil.copy(PRESETS / "convnextv2_atto.yaml", folder / "presets")
     out = _cli(capsys, "surrogate", "fit", str(folder))
     assert "val_acc:" in out and "latency_ms_p50:" in out and "computed exactly" in out
     _cli(capsys, "replay", str(folder), "--trials", "20", "--repeats", "3")

@@ -529,3 +529,38 @@ def test_attention_mixers_on_a_base_without_attention(tmp_path):
     assert space.base.head_dim == 0
     s = space.sample(np.random.default_rng(0))
     assert s.candidate.mixers[3] == "dynamic" and s.candidate.head_dim == Candidate.head_dim
+
+
+def test_a_campaign_copy_of_a_space_stands_alone(tmp_path):
+    """The campaign folder's space.yaml names its base by value: it loads anywhere, as the same
+    space (a relative base path broke nas resume and nas replay before)."""
+    import shutil
+
+    from nas.campaign.table import campaign_space
+    from nas.space.parse import portable_space_text
+
+    src = tmp_path / "src"
+    (src / "presets").mkdir(parents=True)
+    shutil.copy(ROOT / "spaces" / "presets" / "convnextv2_atto.yaml", src / "presets")
+    text = (ROOT / "spaces" / "quickstart.yaml").read_text()
+    (src / "q.yaml").write_text(text)
+    folder = tmp_path / "campaign"
+    folder.mkdir()
+    (folder / "space.yaml").write_text(portable_space_text(src / "q.yaml"))
+    original = load_space(src / "q.yaml")
+    shutil.rmtree(src)
+    copy = campaign_space(folder)
+    assert copy.base.id == original.base.id and copy.measure == original.measure
+    assert [(d.name, d.kind, d.values) for d in copy.dims] == [
+        (d.name, d.kind, d.values) for d in original.dims
+    ]
+    # a copy written the old way (verbatim, relative base) loads from the recorded original
+    (src / "presets").mkdir(parents=True)
+    shutil.copy(ROOT / "spaces" / "presets" / "convnextv2_atto.yaml", src / "presets")
+    (folder / "space.yaml").write_text(text)
+    (folder / "campaign.json").write_text(json.dumps({"space": str(src / "q.yaml")}))
+    (src / "q.yaml").write_text(text)
+    assert campaign_space(folder).base.id == original.base.id
+    (src / "q.yaml").unlink()
+    with pytest.raises(SpaceError, match="base"):
+        campaign_space(folder)

@@ -30,8 +30,6 @@ def bench(*, quick: bool, device: str = "cpu") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "digits32"
         shutil.copytree(SURVEY, folder)
-        (folder / "presets").mkdir()  # the space's base, beside its copy
-        shutil.copy(ROOT / "spaces" / "presets" / "convnextv2_atto.yaml", folder / "presets")
         t0 = time.perf_counter()
         surrogate = fit_surrogate(folder)
         fit_s = time.perf_counter() - t0

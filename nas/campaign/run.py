@@ -30,12 +30,12 @@ from nas.campaign.storage import (
     prune_checkpoints,
     storage_location,
 )
-from nas.campaign.table import CampaignTable
+from nas.campaign.table import CampaignTable, campaign_space
 from nas.campaign.trainable import trainable_with_resources
 from nas.campaign.trial import TrialSpec, planned_epochs, trial_run_key
 from nas.errors import UserError, path_component
 from nas.space.candidate import Candidate, load_candidate
-from nas.space.parse import load_space
+from nas.space.parse import load_space, portable_space_text
 from nas.space.space import Space
 
 __all__ = ["MODES", "resume_campaign", "run_campaign"]
@@ -109,7 +109,7 @@ def _create_folder(folder: Path, space_path: str, runner_path: str | None) -> No
         raise UserError(
             f"{folder}: cannot create the campaign folder ({e.strerror or e})"
         ) from None
-    shutil.copy2(space_path, folder / "space.yaml")
+    (folder / "space.yaml").write_text(portable_space_text(space_path))  # stands alone
     if runner_path:
         shutil.copy2(runner_path, folder / "runner.yaml")
 
@@ -334,7 +334,7 @@ def resume_campaign(
         )
     manifest = json.loads(manifest_path.read_text())
     copies = {name: folder / f"{name}.yaml" for name in ("space", "runner")}
-    space = load_space(copies["space"] if copies["space"].is_file() else manifest["space"])
+    space = campaign_space(folder) if copies["space"].is_file() else load_space(manifest["space"])
     runner = load_runner(copies["runner"] if copies["runner"].is_file() else manifest.get("runner"))
     if experiment is None:
         experiment = manifest["experiment"]

@@ -27,6 +27,7 @@ from nas.vocab import FINISHED_STATUSES
 __all__ = [
     "CampaignTable",
     "campaign_objectives",
+    "campaign_space",
     "load_campaign",
     "plain",
     "read_table",
@@ -131,6 +132,31 @@ def campaign_objectives(folder: Path) -> dict[str, str]:
         if objectives:
             return dict(objectives)
     return {"val_acc": "max"}
+
+
+def campaign_space(folder: str | Path):
+    """The campaign's copy of its space (``space.yaml``). Copies written before they stood alone
+    may name their ``base:`` relative to the original space file: it is looked up there (the path
+    ``campaign.json`` records)."""
+    from nas.documents import read_yaml
+    from nas.errors import SpaceError
+    from nas.space.parse import load_space, parse_space
+
+    copy = Path(folder) / "space.yaml"
+    if not copy.is_file():
+        raise UserError(f"{copy}: missing; the campaign folder has no copy of its space")
+    try:
+        return load_space(copy)
+    except SpaceError as first:
+        manifest = Path(folder) / "campaign.json"
+        original = (
+            Path(json.loads(manifest.read_text()).get("space") or "")
+            if manifest.is_file()
+            else None
+        )
+        if original is None or not original.is_file():
+            raise first from None
+        return parse_space(read_yaml(copy), source=str(copy), root=original.parent)
 
 
 def load_campaign(folder: str | Path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.cli.campaigns import cmd_campaign, cmd_demo, cmd_export, cmd_report, cmd_resume
+from nas.cli.campaigns import add_campaign, add_quiet, add_resume, cmd_demo, cmd_export, cmd_report
 from nas.cli.commands import cmd_bench, cmd_erf, cmd_measure, cmd_sample, cmd_validate
 from nas.cli.flags import EPILOG, positive_int
 from nas.cli.surrogates import add_replay, add_surrogate
@@ -28,9 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_train,
         add_pretrain,
         _add_erf,
-        _add_campaign,
+        add_campaign,
         _add_bench,
-        _add_resume,
+        add_resume,
         _add_report,
         _add_export,
         add_surrogate,
@@ -185,75 +185,6 @@ def _add_erf(sub) -> None:
     e.set_defaults(func=cmd_erf)
 
 
-def _add_campaign(sub) -> None:
-    """``nas survey|search|ablate``: the three campaign modes share their flags."""
-    for mode, text in (
-        (
-            "survey",
-            "N distinct constrained random candidates (design-space population, feeds EDFs)",
-        ),
-        ("search", "Optuna search (TPE/NSGA-II/GP/random) over the space's objectives"),
-        ("ablate", "one-factor-at-a-time toggles around a baseline, R seeds each"),
-    ):
-        c = sub.add_parser(
-            mode,
-            help=text,
-            epilog=EPILOG,
-            description=f"{text}. Each trial: fast cost + constraints, "
-            "measurement (deploy form), short training; one row per trial in results/CAMPAIGN/trials.parquet.",
-        )
-        c.add_argument("space", help="design-space YAML file")
-        c.add_argument(
-            "--runner",
-            default=None,
-            help="runner profile YAML (default: a local Ray on this machine, as runners/local.yaml)",
-        )
-        c.add_argument(
-            "--name",
-            required=True,
-            help="campaign name: results go to RESULTS/NAME (runs with one name grow one table)",
-        )
-        c.add_argument(
-            "-n",
-            type=positive_int,
-            default=8,
-            metavar="N",
-            help="trials (survey/search; default 8)",
-        )
-        c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-        c.add_argument("--results", default="results", help="results root folder (default results)")
-        c.add_argument(
-            "--epochs", type=positive_int, default=None, help="override the space's train.epochs"
-        )
-        c.add_argument(
-            "--retrain",
-            action="store_true",
-            help="re-run work already in the table (same candidate, seed and budget)",
-        )
-        if mode == "ablate":
-            _add_ablate_flags(c)
-        else:
-            _add_funnel_flags(c)
-        _add_quiet(c)
-        c.set_defaults(func=cmd_campaign, mode=mode)
-
-
-def _add_funnel_flags(c) -> None:
-    """A funnel: screen N candidates by fast costs and zero-cost proxies, train the K best."""
-    c.add_argument(
-        "--prescreen", type=positive_int, default=None, metavar="N",
-        help="screen N candidates (analytic params/MACs, zero-cost proxies at init) before training",
-    )  # fmt: skip
-    c.add_argument(
-        "--keep", type=positive_int, default=None, metavar="K",
-        help="train the K best screened candidates (a search starts from them)",
-    )  # fmt: skip
-    c.add_argument(
-        "--by", default=None, metavar="EXPR",
-        help="what 'best' means, larger is better: e.g. synflow, naswot, -macs_m, snip / params_m",
-    )  # fmt: skip
-
-
 def _add_bench(sub) -> None:
     """``nas bench``."""
     b = sub.add_parser(
@@ -272,26 +203,6 @@ def _add_bench(sub) -> None:
     )
     b.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     b.set_defaults(func=cmd_bench)
-
-
-def _add_resume(sub) -> None:
-    """``nas resume``."""
-    r = sub.add_parser(
-        "resume",
-        help="continue an interrupted campaign",
-        epilog=EPILOG,
-        description="Tuner.restore of the campaign's last experiment: finished trials are not re-run.",
-    )
-    r.add_argument("folder", help="campaign folder, e.g. results/quickstart")
-    r.add_argument(
-        "--experiment",
-        default=None,
-        metavar="PATH_OR_URI",
-        help="the Ray experiment to restore, when campaign.json's lies outside the campaign "
-        "folder and the runner's storage (refused otherwise)",
-    )
-    _add_quiet(r)
-    r.set_defaults(func=cmd_resume)
 
 
 def _add_report(sub) -> None:
@@ -376,39 +287,5 @@ def _add_demo(sub) -> None:
     d.add_argument("-n", type=positive_int, default=8, metavar="N", help="candidates (default 8)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--results", default="results", help="results root (default results)")
-    _add_quiet(d)
+    add_quiet(d)
     d.set_defaults(func=cmd_demo)
-
-
-def _add_ablate_flags(c) -> None:
-    """The flags only ``nas ablate`` has."""
-    c.add_argument(
-        "--baseline",
-        default=None,
-        help="baseline candidate/preset YAML (default: the space's base)",
-    )
-    c.add_argument(
-        "--axes",
-        default=None,
-        help="comma-separated dimensions to toggle (default: every top-level choice)",
-    )
-    c.add_argument(
-        "--seeds",
-        type=positive_int,
-        default=1,
-        metavar="R",
-        help="seeds per point (default 1)",
-    )
-    c.add_argument(
-        "--factorial",
-        action="store_true",
-        help="full factorial over the axes instead of one-at-a-time",
-    )
-
-
-def _add_quiet(p) -> None:
-    p.add_argument(
-        "--quiet",
-        action="store_true",
-        help="no progress lines (by default one line per finished trial and a summary, on stderr)",
-    )

@@ -20,7 +20,7 @@ from nas.space.pretrain import check_mask
 from nas.space.space import Space
 from nas.vocab import COLUMNS, COST_COLUMNS, SAMPLERS
 
-__all__ = ["load_space", "parse_space"]
+__all__ = ["load_space", "parse_space", "portable_space_text"]
 
 TOP_KEYS = (
     "name",
@@ -145,10 +145,7 @@ def _base(err: SpaceErrors, value: Any, dataset: dict, root: Path | None) -> Can
         if value is None:
             return Candidate.from_params(overrides)
         if isinstance(value, str):
-            path = Path(value)
-            if not path.is_absolute() and root is not None and not path.exists():
-                path = root / value
-            base = load_candidate(path)
+            base = load_candidate(_base_path(value, root))
         elif isinstance(value, Mapping):
             base = Candidate.from_dict(value)
         else:
@@ -213,3 +210,28 @@ def load_space(path: str | Path) -> Space:
     except DocumentError as e:
         raise SpaceError(str(p), e.where, e.message) from None
     return parse_space(data, source=str(p), root=p.parent)
+
+
+def _base_path(value: str, root: Path | None) -> Path:
+    """Where a ``base:`` path points: as given when it exists, else beside the space file."""
+    path = Path(value)
+    if not path.is_absolute() and root is not None and not path.exists():
+        path = root / value
+    return path
+
+
+def portable_space_text(path: str | Path) -> str:
+    """The space file's text with a ``base:`` path written out as the candidate it names: a copy
+    anywhere else (a campaign folder, another machine) is the same space. The file must be a
+    valid space (``load_space`` it first); its comments are not kept."""
+    import yaml
+
+    p = Path(path)
+    data = read_yaml(p)
+    base = data.get("base")
+    if not isinstance(base, str):
+        return p.read_text()
+    fields = load_candidate(_base_path(base, p.parent)).to_dict()
+    data = {k: (fields if k == "base" else v) for k, v in data.items()}
+    header = f"# copy of {p.resolve()}; base: {base} written out, so this file stands alone\n"
+    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.errors import SpaceError, UserError
+from nas.campaign.table import campaign_space
+from nas.errors import UserError
 from nas.space.space import Space
 
 __all__ = ["Survey", "load_survey", "row_params"]
@@ -55,7 +56,7 @@ def load_survey(folder: str | Path) -> Survey:
             f"{manifest_path}: mode is {mode!r}, expected 'survey': the surrogate learns from the "
             "random sample of nas survey (a search or an ablation samples the space unevenly)"
         )
-    space = _campaign_space(path, manifest)
+    space = campaign_space(path)
     ok = df[df["status"] == "ok"].reset_index(drop=True) if len(df) else df
     missing = [d.name for d in space.dims if d.kind != "fixed" and f"param.{d.name}" not in df]
     if len(ok) and missing:
@@ -65,25 +66,6 @@ def load_survey(folder: str | Path) -> Survey:
         )
     params = [row_params(row, space) for row in ok.to_dict("records")]
     return Survey(path, manifest, space, df, ok, params)
-
-
-def _campaign_space(folder: Path, manifest: dict) -> Space:
-    """The campaign's copy of its space; a relative ``base:`` is looked up beside the copy, then
-    beside the space file the campaign was started with."""
-    from nas.space.parse import load_space, parse_space
-
-    copy = folder / "space.yaml"
-    if not copy.is_file():
-        raise UserError(f"{copy}: missing; the campaign folder has no copy of its space")
-    try:
-        return load_space(copy)
-    except SpaceError as first:
-        original = Path(str(manifest.get("space") or ""))
-        if not original.is_file():
-            raise first from None
-        from nas.documents import read_yaml
-
-        return parse_space(read_yaml(copy), source=str(copy), root=original.parent)
 
 
 def _cell(value: Any) -> Any:
