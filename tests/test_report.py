@@ -244,6 +244,9 @@ def _grid_volume(points: np.ndarray, ref: int) -> int:
 
 @pytest.mark.parametrize("k", [2, 3, 4])
 def test_hypervolume_equals_a_grid_count(k):
+    """moocore and the reference HSO, each against counted unit cells."""
+    from nas.report.pareto import _hypervolume_hso
+
     rng = np.random.default_rng(k)
     for _ in range(25):
         n = int(rng.integers(1, 12))
@@ -253,9 +256,33 @@ def test_hypervolume_equals_a_grid_count(k):
         want = _grid_volume(pts, 5)
         got = hypervolume(pts * sign, 5 * sign, senses)
         assert got == pytest.approx(want)
+        assert _hypervolume_hso(pts * sign, 5 * sign, senses) == pytest.approx(want)
         # duplicates and dominated points change nothing
         extra = np.vstack([pts, pts[:2], np.minimum(pts[0] + 1, 5)[None]])
         assert hypervolume(extra * sign, 5 * sign, senses) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_hypervolume_equals_the_reference_hso(k):
+    """moocore against the hand-written HSO: random sets with mixed senses, duplicates, dominated
+    points and points outside the reference (worse, or equal to it, in some objective)."""
+    from nas.report.pareto import _hypervolume_hso
+
+    rng = np.random.default_rng(10 + k)
+    outside = 0
+    for _ in range(60):
+        n = int(rng.integers(1, 40))
+        senses = [str(s) for s in rng.choice(["max", "min"], size=k)]
+        sign = np.where(np.array(senses) == "max", -1.0, 1.0)
+        pts = rng.uniform(0, 1.2, size=(n, k))  # minimisation view; the reference is 1.0
+        pts[rng.random((n, k)) < 0.05] = 1.0  # on the reference: adds nothing
+        pts = np.vstack([pts, pts[rng.integers(0, n, size=n // 3)]])  # duplicates
+        outside += int((pts >= 1.0).any(axis=1).sum())
+        ref = np.ones(k)
+        want = _hypervolume_hso(pts * sign, ref * sign, senses)
+        got = hypervolume(pts * sign, ref * sign, senses)
+        assert got == pytest.approx(want, rel=1e-12, abs=0.0)
+    assert outside > 100  # the sets do exercise points outside the reference
 
 
 def test_hypervolume_over_trials_follows_finish_order():
