@@ -400,6 +400,29 @@ def test_edf_bootstrap_band_contains_the_point_edf(normalize):
     assert np.array_equal(again.lo[16], res.lo[16])  # seeded
 
 
+@pytest.mark.parametrize("normalized", [False, True])
+def test_edf_band_in_blocks_equals_the_one_shot_bootstrap(normalized):
+    """The band is computed a few resamples at a time (for speed): bit for bit what resampling all
+    at once and taking np.nanquantile gives, also when some resamples keep no model (NaN)."""
+    from nas.report.edf import _band, _edf_on_grid, _weights
+
+    rng = np.random.default_rng(4)
+    n, size, bootstrap = 3000, 40, 200  # 21 resamples per block: 10 blocks
+    pos = rng.integers(0, size, n)
+    bin_of = np.where(np.arange(n) < 2, 0, rng.integers(1, 3, n)) if normalized else np.zeros(n)
+    allowed = np.array([True, False, False]) if normalized else None  # 2 models in bin 0
+    bin_of = bin_of.astype(int)
+    lo, hi = _band(pos, bin_of, allowed, size, np.random.default_rng(7), bootstrap, 0.9)
+    idx = np.random.default_rng(7).integers(0, n, size=(bootstrap, n))
+    samples = _edf_on_grid(pos[idx], _weights(bin_of[idx], allowed), size)
+    assert np.isnan(samples).any() == normalized  # the NaN path is exercised
+    alpha = (1.0 - 0.9) / 2.0
+    want_lo, want_hi = np.nanquantile(samples, [alpha, 1.0 - alpha], axis=0)
+    assert np.array_equal(lo, want_lo, equal_nan=True) and np.array_equal(
+        hi, want_hi, equal_nan=True
+    )
+
+
 def test_edf_groups_per_stage_tuples():
     df = pd.DataFrame(
         {
@@ -675,3 +698,15 @@ def test_edf_legends_give_n_and_small_groups_are_warned_not_ranked(per_value, wa
     assert ("largest pairwise KS distance" in figure.caption) is not warned
     assert "n models per value in the legend" in figure.caption
     assert "hundreds" in section.text and ("drawn with a warning" in section.text) is warned
+
+
+@pytest.mark.parametrize("members, legend", [(3, True), (25, False)])
+def test_curves_of_a_large_front_have_no_legend(members, legend):
+    from nas.report.plots import CURVES_LEGEND_MAX, plot_curves
+
+    history = json.dumps([{"epoch": 1.0, "val_acc": 0.5}, {"epoch": 2.0, "val_acc": 0.6}])
+    front = pd.DataFrame({"trial_id": [f"t{i}" for i in range(members)], "history": history})
+    figure = plot_curves(front)
+    assert figure.png.startswith(b"\x89PNG")
+    said = f"{members} members: no legend above {CURVES_LEGEND_MAX}" in figure.caption
+    assert said is not legend
