@@ -23,6 +23,7 @@ NAMES = {
     "fcmae",
     "trainer",
     "gpu",
+    "report",
     "all",
 }
 
@@ -111,3 +112,25 @@ def test_fcmae_bench_runs_and_writes_its_figures(tmp_path):
     assert figures["mask"] == "4x4 patches of 8 px, ratio 0.6"
     assert (tmp_path / "fcmae.json").is_file()
     assert format_result("fcmae", result)[-1].startswith("pretrain/supervised step time ")
+
+
+@pytest.mark.heavy
+def test_report_bench_quick_reports_every_section_and_agreeing_hypervolumes(tmp_path):
+    result = run_bench("report", quick=True, out_dir=tmp_path)
+    figures = result["figures"]
+    assert figures["trials"] == 1000 and 0 < figures["front"] < figures["trials"]
+    drawn = ["Pareto front", "Hypervolume over trials", "Cost attribution"]
+    drawn += ["Design-space EDFs (error, per axis value)", "Accuracy per epoch of the front"]
+    assert all(figures["sections"][s] == "ok" for s in drawn), figures["sections"]
+    hv = figures["hypervolume"]
+    assert (hv["points"], hv["objectives"]) == (200, 4)
+    assert hv["rel_diff"] <= 1e-12 and hv["hso_over_moocore"] > 0
+    assert [t["label"] for t in result["targets"]] == [
+        "report_s",
+        "hypervolume_over_trials_s[1000]",
+        "hypervolume.rel_diff",
+    ]
+    assert [t["met"] for t in result["targets"][:2]] == [None, None]  # time targets: full run
+    assert list(figures["hypervolume_over_trials_s"]) == ["1000 trials"]
+    assert (tmp_path / "report.json").is_file()
+    assert format_result("report", result)[-1].startswith("hypervolume.rel_diff ")

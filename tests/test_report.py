@@ -244,6 +244,9 @@ def _grid_volume(points: np.ndarray, ref: int) -> int:
 
 @pytest.mark.parametrize("k", [2, 3, 4])
 def test_hypervolume_equals_a_grid_count(k):
+    """moocore and the reference HSO, each against counted unit cells."""
+    from nas.report.pareto import _hypervolume_hso
+
     rng = np.random.default_rng(k)
     for _ in range(25):
         n = int(rng.integers(1, 12))
@@ -253,9 +256,33 @@ def test_hypervolume_equals_a_grid_count(k):
         want = _grid_volume(pts, 5)
         got = hypervolume(pts * sign, 5 * sign, senses)
         assert got == pytest.approx(want)
+        assert _hypervolume_hso(pts * sign, 5 * sign, senses) == pytest.approx(want)
         # duplicates and dominated points change nothing
         extra = np.vstack([pts, pts[:2], np.minimum(pts[0] + 1, 5)[None]])
         assert hypervolume(extra * sign, 5 * sign, senses) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_hypervolume_equals_the_reference_hso(k):
+    """moocore against the hand-written HSO: random sets with mixed senses, duplicates, dominated
+    points and points outside the reference (worse, or equal to it, in some objective)."""
+    from nas.report.pareto import _hypervolume_hso
+
+    rng = np.random.default_rng(10 + k)
+    outside = 0
+    for _ in range(60):
+        n = int(rng.integers(1, 40))
+        senses = [str(s) for s in rng.choice(["max", "min"], size=k)]
+        sign = np.where(np.array(senses) == "max", -1.0, 1.0)
+        pts = rng.uniform(0, 1.2, size=(n, k))  # minimisation view; the reference is 1.0
+        pts[rng.random((n, k)) < 0.05] = 1.0  # on the reference: adds nothing
+        pts = np.vstack([pts, pts[rng.integers(0, n, size=n // 3)]])  # duplicates
+        outside += int((pts >= 1.0).any(axis=1).sum())
+        ref = np.ones(k)
+        want = _hypervolume_hso(pts * sign, ref * sign, senses)
+        got = hypervolume(pts * sign, ref * sign, senses)
+        assert got == pytest.approx(want, rel=1e-12, abs=0.0)
+    assert outside > 100  # the sets do exercise points outside the reference
 
 
 def test_hypervolume_over_trials_follows_finish_order():
@@ -371,6 +398,29 @@ def test_edf_bootstrap_band_contains_the_point_edf(normalize):
         assert np.all(np.diff(res.F[v]) >= -1e-12) and res.F[v][-1] == pytest.approx(1)
     again = edf(df, "width", normalize=normalize, bins=4, bootstrap=300, seed=1)
     assert np.array_equal(again.lo[16], res.lo[16])  # seeded
+
+
+@pytest.mark.parametrize("normalized", [False, True])
+def test_edf_band_in_blocks_equals_the_one_shot_bootstrap(normalized):
+    """The band is computed a few resamples at a time (for speed): bit for bit what resampling all
+    at once and taking np.nanquantile gives, also when some resamples keep no model (NaN)."""
+    from nas.report.edf import _band, _edf_on_grid, _weights
+
+    rng = np.random.default_rng(4)
+    n, size, bootstrap = 3000, 40, 200  # 21 resamples per block: 10 blocks
+    pos = rng.integers(0, size, n)
+    bin_of = np.where(np.arange(n) < 2, 0, rng.integers(1, 3, n)) if normalized else np.zeros(n)
+    allowed = np.array([True, False, False]) if normalized else None  # 2 models in bin 0
+    bin_of = bin_of.astype(int)
+    lo, hi = _band(pos, bin_of, allowed, size, np.random.default_rng(7), bootstrap, 0.9)
+    idx = np.random.default_rng(7).integers(0, n, size=(bootstrap, n))
+    samples = _edf_on_grid(pos[idx], _weights(bin_of[idx], allowed), size)
+    assert np.isnan(samples).any() == normalized  # the NaN path is exercised
+    alpha = (1.0 - 0.9) / 2.0
+    want_lo, want_hi = np.nanquantile(samples, [alpha, 1.0 - alpha], axis=0)
+    assert np.array_equal(lo, want_lo, equal_nan=True) and np.array_equal(
+        hi, want_hi, equal_nan=True
+    )
 
 
 def test_edf_groups_per_stage_tuples():
@@ -648,3 +698,15 @@ def test_edf_legends_give_n_and_small_groups_are_warned_not_ranked(per_value, wa
     assert ("largest pairwise KS distance" in figure.caption) is not warned
     assert "n models per value in the legend" in figure.caption
     assert "hundreds" in section.text and ("drawn with a warning" in section.text) is warned
+
+
+@pytest.mark.parametrize("members, legend", [(3, True), (25, False)])
+def test_curves_of_a_large_front_have_no_legend(members, legend):
+    from nas.report.plots import CURVES_LEGEND_MAX, plot_curves
+
+    history = json.dumps([{"epoch": 1.0, "val_acc": 0.5}, {"epoch": 2.0, "val_acc": 0.6}])
+    front = pd.DataFrame({"trial_id": [f"t{i}" for i in range(members)], "history": history})
+    figure = plot_curves(front)
+    assert figure.png.startswith(b"\x89PNG")
+    said = f"{members} members: no legend above {CURVES_LEGEND_MAX}" in figure.caption
+    assert said is not legend

@@ -23,6 +23,7 @@ from nas.bench.grn import bench_grn
 from nas.bench.kernels import bench_kernels
 from nas.bench.latency import bench_latency
 from nas.bench.reparam import bench_reparam
+from nas.bench.report import bench_report
 from nas.bench.revcol import bench_revcol
 from nas.bench.surrogate import bench as bench_surrogate
 from nas.bench.trainer import bench as bench_trainer
@@ -47,6 +48,7 @@ BENCHES: dict[str, Callable[..., dict]] = {
     "campaign": bench_campaign,
     "surrogate": bench_surrogate,
     "gpu": bench_gpu,
+    "report": bench_report,
     "all": lambda quick, device="cpu": run_bench("all", quick=quick, device=device),
 }
 

@@ -192,11 +192,11 @@ def _add_bench(sub) -> None:
         help="performance benchmarks (ratios measured side by side)",
         epilog=EPILOG,
         description="Run a benchmark; prints its figures and, last, its ratio(s) against the target(s); "
-        "writes results/bench/NAME.json. Names: cost, latency, reparam, revcol, kernels, grn, trainer, campaign, surrogate, gpu (the CUDA check; skips without a GPU), all.",
+        "writes results/bench/NAME.json. Names: cost, latency, reparam, revcol, kernels, grn, trainer, campaign, surrogate, report, gpu (the CUDA check; skips without a GPU), all.",
     )
     b.add_argument(
         "name",
-        help="cost | latency | reparam | revcol | kernels | grn | trainer | campaign | surrogate | gpu | all",
+        help="cost | latency | reparam | revcol | kernels | grn | trainer | campaign | surrogate | report | gpu | all",
     )
     b.add_argument(
         "--quick", action="store_true", help="small sizes (CI smoke run, a couple of minutes)"

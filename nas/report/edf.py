@@ -125,7 +125,7 @@ def edf(
 
 
 def _require_survey(df: pd.DataFrame) -> None:
-    modes = sorted({str(m) for m in df["mode"].dropna()}) if "mode" in df.columns else []
+    modes = sorted({str(m) for m in df["mode"].dropna().unique()}) if "mode" in df.columns else []
     if set(modes) - {"survey"}:
         raise UserError(
             f"EDFs need a survey (a random sample of the design space); this table has mode "
@@ -241,9 +241,16 @@ def _band(
     if bootstrap < 1:
         return np.full(size, np.nan), np.full(size, np.nan)
     idx = rng.integers(0, len(pos), size=(bootstrap, len(pos)))
-    samples = _edf_on_grid(pos[idx], _weights(bin_of[idx], allowed), size)
+    samples = np.empty((bootstrap, size))
+    step = max(1, 2**16 // len(pos))  # resamples per block: ~64k models at a time stay in cache
+    for s in range(0, bootstrap, step):
+        block = idx[s : s + step]
+        samples[s : s + step] = _edf_on_grid(pos[block], _weights(bin_of[block], allowed), size)
     alpha = (1.0 - level) / 2.0
-    lo, hi = np.nanquantile(samples, [alpha, 1.0 - alpha], axis=0)
+    # NaN only where a resample kept no model of the common bins; without NaN, np.quantile gives
+    # the same values as np.nanquantile, vectorised (nanquantile loops over the grid in Python)
+    quantile = np.nanquantile if np.isnan(samples).any() else np.quantile
+    lo, hi = quantile(samples, [alpha, 1.0 - alpha], axis=0)
     return lo, hi
 
 

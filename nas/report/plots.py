@@ -123,24 +123,32 @@ def plot_ablation(effects, metric: str) -> Figure:
     return Figure(f"ablation_{metric}", caption, _png(fig))
 
 
+# the curves of a larger front get no legend: it would not fit and take seconds to lay out
+CURVES_LEGEND_MAX = 20
+
+
 def plot_curves(front) -> Figure:
     fig, ax = _figure()
+    legend = len(front) <= CURVES_LEGEND_MAX
     for _, row in front.iterrows():
         history = row.get("history")
         history = json.loads(history) if isinstance(history, str) else history
         if not history:
             continue
         epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
-        ax.plot(epochs, [h.get("val_acc") for h in history], "-o", ms=3, label=row["trial_id"])
+        name = row["trial_id"] if legend else None
+        ax.plot(epochs, [h.get("val_acc") for h in history], "-o", ms=3, label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel(label("val_acc"))
-    ax.legend(fontsize=7)
+    if legend:
+        ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return Figure(
-        "curves_front",
-        "Validation accuracy after every epoch for each Pareto-front member.",
-        _png(fig),
-    )
+    caption = "Validation accuracy after every epoch for each Pareto-front member."
+    if not legend:
+        caption += (
+            f" {len(front)} members: no legend above {CURVES_LEGEND_MAX} (trial ids in pareto.csv)."
+        )
+    return Figure("curves_front", caption, _png(fig))
 
 
 # ---------------------------------------------------------------------- write

@@ -169,8 +169,8 @@ def _edf_section(df):
         return section
     results = []
     for axis in _edf_axes(df):
-        try:
-            results.append((axis, edf(df, axis)))
+        try:  # without bootstrap bands: those only for the axes drawn (below)
+            results.append((axis, edf(df, axis, bootstrap=0)))
         except UserError:
             continue
     if not results:
@@ -198,8 +198,8 @@ def _edf_section(df):
             else "."
         )
     )
-    for axis, res in results[:MAX_EDF_AXES]:
-        section.figures.append(plots.plot_edf(axis, res))
+    for axis, _ in results[:MAX_EDF_AXES]:
+        section.figures.append(plots.plot_edf(axis, edf(df, axis)))
     return section
 
 
