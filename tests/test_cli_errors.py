@@ -231,3 +231,12 @@ def test_abbreviated_flags_are_refused(capsys, files):
         main(["survey", str(space), "--n", "3", "--name", "c", "--results", str(tmp / "r")])
     assert e.value.code == 2 and "unrecognized arguments: --n 3" in capsys.readouterr().err
     _nothing_written(tmp / "r")
+
+
+def test_a_survey_funnel_refuses_n(capsys, files):
+    tmp, space = files
+    argv = ["survey", str(space), "--name", "c", "--results", str(tmp / "r"), "-n", "20",
+            "--prescreen", "9", "--keep", "3", "--by", "synflow"]  # fmt: skip
+    err = _in_process(capsys, argv)
+    assert "-n: a survey funnel trains the --keep 3 best of --prescreen 9" in err
+    _nothing_written(tmp / "r")

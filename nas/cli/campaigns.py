@@ -48,6 +48,11 @@ def cmd_campaign(args) -> int:
     funnel = parse_funnel(
         getattr(args, "prescreen", None), getattr(args, "keep", None), getattr(args, "by", None)
     )
+    if funnel and args.mode == "survey" and args.n is not None:
+        raise UserError(
+            f"-n: a survey funnel trains the --keep {funnel.keep} best of --prescreen "
+            f"{funnel.prescreen} screened candidates; drop -n {args.n}"
+        )
     axes = (
         [a.strip() for a in args.axes.split(",") if a.strip()]
         if getattr(args, "axes", None)
@@ -59,7 +64,7 @@ def cmd_campaign(args) -> int:
         name=args.name,
         progress=not args.quiet,
         runner_path=args.runner,
-        n=args.n,
+        n=args.n or 8,
         seed=args.seed,
         results=args.results,
         baseline=getattr(args, "baseline", None),
@@ -190,9 +195,9 @@ def add_campaign(sub) -> None:
         c.add_argument(
             "-n",
             type=positive_int,
-            default=8,
+            default=None,
             metavar="N",
-            help="trials (survey/search; default 8)",
+            help="trials (survey/search; default 8; a survey funnel trains --keep K instead)",
         )
         c.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         c.add_argument("--results", default="results", help="results root folder (default results)")
