@@ -100,3 +100,33 @@ def test_sigkill_at_any_point_loses_no_recorded_row(tmp_path):
         for name in ("trials.parquet", "trials.csv"):  # each file whole: a prefix of the table
             read = pd.read_parquet if name.endswith("parquet") else pd.read_csv
             assert list(read(folder / name)["trial_id"]) == ids[: len(read(folder / name))]
+
+
+_OPENED: list[str] = []
+_WATCH: list[str] = []
+
+
+def _audit(event: str, args) -> None:
+    if event == "open" and _WATCH and str(args[0]) == _WATCH[0]:
+        _OPENED.append(str(args[0]))
+
+
+sys.addaudithook(_audit)  # (audit hooks cannot be removed: it records only while _WATCH is set)
+
+
+def test_a_reader_opens_the_table_once_so_a_rewrite_cannot_tear_it(tmp_path):
+    """pyarrow given a path opens the file more than once; a rewrite (os.replace) between the
+    opens paired one file's footer with the other's pages ("Couldn't deserialize thrift", seen
+    when `nas report` or a test read a table while a campaign wrote it). The table is read with
+    one open, so a reader sees one whole file."""
+    table = CampaignTable(tmp_path)
+    for i in range(3):
+        table.add({"trial_id": f"t{i}", "status": "ok", "val_acc": 0.5})
+    path = tmp_path / "trials.parquet"
+    assert path.is_file()
+    _WATCH.append(str(path))
+    try:
+        df = read_table(tmp_path)
+    finally:
+        _WATCH.clear()
+    assert len(df) == 3 and _OPENED == [str(path)]

@@ -14,6 +14,7 @@ trials finish, at a cost that does not grow with the table:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -88,7 +89,9 @@ def _read_parquet(folder: Path):
     if not path.exists():
         return pd.DataFrame(columns=list(LEAD))
     try:
-        return pd.read_parquet(path)
+        # One read of the whole file, then parse: pyarrow given a path opens it more than once,
+        # and a rewrite (os.replace) in between pairs one file's footer with the other's pages.
+        return pd.read_parquet(io.BytesIO(path.read_bytes()))
     except Exception as e:  # noqa: BLE001 - a damaged file is user-facing
         raise UserError(
             f"{path}: cannot read the campaign table ({type(e).__name__}: {e})"
