@@ -125,3 +125,21 @@ def test_nas_erf_prints_the_ratios_and_writes_the_map(tmp_path, capsys):
     code = main(["erf", preset, "--dataset", "cifar10", "--data-path", str(missing)])
     err = capsys.readouterr().err
     assert code == 2 and str(missing) in err and err.count("\n") == 1, err
+
+
+def test_nas_erf_and_pretrain_refuse_an_unwritable_out_before_any_work(tmp_path, capsys):
+    from nas.cli.main import main
+    from tests.conftest import PRESETS
+
+    preset = str(PRESETS / "quickstart_base.yaml")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for argv in (["erf", preset, "--out", str(blocker / "map.png")],
+                 ["pretrain", preset, "--epochs", "1", "--patch", "8",
+                  "--out", str(blocker / "sub" / "w.pt")],
+                 ["erf", preset, "--out", str(tmp_path)]):  # fmt: skip
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert err.count("\n") == 1 and "--out: " in err and "Traceback" not in err, err
+        assert out == ""  # refused before anything ran or printed
+    assert blocker.read_text() == "x"

@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 
+from nas.cli.flags import output_file
 from nas.errors import UserError
 
 
@@ -266,6 +267,7 @@ def cmd_erf(args) -> int:
     from nas.models.build import build_model
     from nas.models.weights import load_weights
 
+    out = output_file(args.out or Path(args.target).with_suffix(".erf.png").name)
     (candidate,) = _targets(args.target, 1, args.seed)
     candidate, data = fit_to_data(
         candidate,
@@ -287,7 +289,6 @@ def cmd_erf(args) -> int:
         f"{args.image_size}x{args.image_size}, {'given' if args.weights else 'initial'} weights"
     )
     print("  ".join(f"{k}={v:.4f}" for k, v in ratios.items()))
-    out = Path(args.out or Path(args.target).with_suffix(".erf.png").name)
     _erf_png(contribution, out, f"ERF of {candidate.id} ({len(images)} images)")
     print(f"map: {out}")
     return 0

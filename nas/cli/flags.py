@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from nas.errors import UserError
 
 EPILOG = (
     "Docs: README.md (YAML reference, CLI reference). Bad input exits with code 2 and one line."
@@ -17,3 +20,17 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def output_file(path: str | Path, flag: str = "--out") -> Path:
+    """An output file path, checked before any work: not a folder, and its nearest existing
+    parent a folder (the missing ones are created when it is written)."""
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"{flag}: {out} is a folder; expected a file path")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{flag}: cannot write {out}: {parent} is a file, not a folder")
+    return out

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from nas.cli.commands import _targets, fit_to_data
-from nas.cli.flags import EPILOG, positive_int
+from nas.cli.flags import EPILOG, output_file, positive_int
 from nas.errors import UserError
 
 WEIGHTS_FORMAT = "nas.fcmae-encoder.v1"
@@ -160,7 +160,7 @@ def cmd_pretrain(args) -> int:
         {k: v for k, v in flags.items() if v is not None}, source="flags"
     )
     check_fcmae(candidate, patch=pre.patch, mask_ratio=pre.mask_ratio, source="flags")
-    out = Path(args.out or Path(args.target).with_suffix(".fcmae.pt").name)
+    out = output_file(args.out or Path(args.target).with_suffix(".fcmae.pt").name)
     _announce(args, candidate, data, pre.epochs, cfg.device, "FCMAE pre-training")
     torch.manual_seed(cfg.seed)
     model = build_fcmae(candidate, pre)
