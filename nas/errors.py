@@ -6,7 +6,14 @@ import difflib
 import re
 from collections.abc import Iterable
 
-__all__ = ["SpaceError", "UserError", "did_you_mean", "is_oom", "path_component"]
+__all__ = [
+    "SpaceError",
+    "UserError",
+    "blocking_file",
+    "did_you_mean",
+    "is_oom",
+    "path_component",
+]
 
 
 class UserError(ValueError):
@@ -45,6 +52,17 @@ def is_oom(text: str) -> bool:
 
 
 _COMPONENT = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def blocking_file(path) -> object | None:
+    """The file (not folder) that stops ``path`` from being created: its nearest existing
+    ancestor when that is not a folder; None when the path can be created."""
+    from pathlib import Path
+
+    parent = Path(path).parent
+    while not parent.exists():
+        parent = parent.parent
+    return None if parent.is_dir() else parent
 
 
 def path_component(name: object, *, key: str) -> str:

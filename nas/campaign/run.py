@@ -33,7 +33,7 @@ from nas.campaign.storage import (
 from nas.campaign.table import CampaignTable, campaign_space
 from nas.campaign.trainable import trainable_with_resources
 from nas.campaign.trial import TrialSpec, planned_epochs, trial_run_key
-from nas.errors import UserError, path_component
+from nas.errors import UserError, blocking_file, path_component
 from nas.space.candidate import Candidate, load_candidate
 from nas.space.parse import load_space, portable_space_text
 from nas.space.space import Space
@@ -93,11 +93,9 @@ def _campaign_folder(results: str, name: str) -> Path:
     folder = Path(results).resolve() / path_component(name, key="--name")
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder}: exists and is not a folder")
-    parent = folder.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"{folder}: cannot create the campaign folder ({parent} is not a folder)")
+    blocker = blocking_file(folder)
+    if blocker is not None:
+        raise UserError(f"{folder}: cannot create the campaign folder ({blocker} is not a folder)")
     return folder
 
 

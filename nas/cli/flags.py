@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas.errors import UserError
+from nas.errors import UserError, blocking_file
 
 EPILOG = (
     "Docs: README.md (YAML reference, CLI reference). Bad input exits with code 2 and one line."
@@ -28,9 +28,7 @@ def output_file(path: str | Path, flag: str = "--out") -> Path:
     out = Path(path)
     if out.is_dir():
         raise UserError(f"{flag}: {out} is a folder; expected a file path")
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"{flag}: cannot write {out}: {parent} is a file, not a folder")
+    blocker = blocking_file(out)
+    if blocker is not None:
+        raise UserError(f"{flag}: cannot write {out}: {blocker} is a file, not a folder")
     return out
