@@ -187,6 +187,19 @@ def fit_to_data(candidate, *, dataset: str, image_size: int, seed: int, path: st
     return fitted, data
 
 
+def fit_target(args):
+    """``fit_to_data`` of the command's one target, from its data flags (``--dataset``,
+    ``--image-size``, ``--seed``, ``--data-path``)."""
+    (candidate,) = _targets(args.target, 1, args.seed)
+    return fit_to_data(
+        candidate,
+        dataset=args.dataset,
+        image_size=args.image_size,
+        seed=args.seed,
+        path=args.data_path,
+    )
+
+
 def cmd_measure(args) -> int:
     from nas.device import resolve_device
     from nas.measure import ROW_KEYS, LatencyProtocol, measure_candidate
@@ -268,14 +281,7 @@ def cmd_erf(args) -> int:
     from nas.models.weights import load_weights
 
     out = output_file(args.out or Path(args.target).with_suffix(".erf.png").name)
-    (candidate,) = _targets(args.target, 1, args.seed)
-    candidate, data = fit_to_data(
-        candidate,
-        dataset=args.dataset,
-        image_size=args.image_size,
-        seed=args.seed,
-        path=args.data_path,
-    )
+    candidate, data = fit_target(args)
     torch.manual_seed(args.seed)
     model = build_model(candidate)
     if args.weights:

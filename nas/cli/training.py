@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from nas.cli.commands import _targets, fit_to_data
+from nas.cli.commands import fit_target
 from nas.cli.flags import EPILOG, output_file, positive_int
 from nas.errors import UserError
 
@@ -78,7 +78,6 @@ def _setup(args, overrides: dict):
     """(candidate at the data's classes and size, data splits, TrainConfig) from the shared flags."""
     from nas.train import TrainConfig
 
-    (candidate,) = _targets(args.target, 1, args.seed)
     given = {"batch_size": args.batch_size, **overrides}
     cfg = TrainConfig.from_dict(
         {
@@ -89,13 +88,7 @@ def _setup(args, overrides: dict):
         },
         source="flags",
     )
-    candidate, data = fit_to_data(
-        candidate,
-        dataset=args.dataset,
-        image_size=args.image_size,
-        seed=args.seed,
-        path=args.data_path,
-    )
+    candidate, data = fit_target(args)
     return candidate, data, cfg
 
 

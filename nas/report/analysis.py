@@ -164,13 +164,13 @@ def erf_section(df: pd.DataFrame, front: pd.DataFrame) -> Section:
 def _erf_maps(rows: pd.DataFrame) -> Figure:
     from nas.measure.erf import log_scaled
 
-    fig, _ = _figure()
-    fig.clf()
     cols = min(4, len(rows))
     lines = -(-len(rows) // cols)
-    fig.set_size_inches(2.2 * cols, 2.4 * lines)
-    for i, (_, row) in enumerate(rows.iterrows()):
-        ax = fig.add_subplot(lines, cols, i + 1)
+    fig, axes = _figure(lines, cols, size=(2.2 * cols, 2.4 * lines))
+    axes = np.atleast_1d(axes).ravel()
+    for ax in axes[len(rows) :]:
+        ax.set_axis_off()  # the grid's unused cells
+    for ax, (_, row) in zip(axes, rows.iterrows()):
         cells = row["erf_map"]  # a JSON string in the table (lists in a fresh row)
         cells = json.loads(cells) if isinstance(cells, str) else cells
         ax.imshow(log_scaled(np.array(cells, dtype=float)), cmap="viridis", vmin=0, vmax=3)

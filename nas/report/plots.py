@@ -21,13 +21,14 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _figure():
+def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (6.4, 4.2)):
+    """(figure, axes): one axes by default, else a (rows, cols) array of them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(6.4, 4.2))
+    return plt.subplots(rows, cols, figsize=size, squeeze=rows * cols == 1)
 
 
 def plot_pareto(df, result, x: str, objectives) -> Figure:
