@@ -27,7 +27,7 @@ def bench_grn(*, quick: bool, device: str = "cpu") -> dict:
 
             fns[f"{mode}/{'grn' if grn else 'plain'}"] = step
     with threads(device):
-        times = interleaved(fns, rounds=15, device=device, warmup_iters=3, warmup_s=0.5)
+        times = interleaved(fns, rounds=40, device=device, warmup_iters=3, warmup_s=0.5)
     figures: dict = {"shape": [batch, dim, res, res], "hidden": 4 * dim}
     targets = []
     for mode in modes:

@@ -21,13 +21,14 @@ Departures from the official code, each deliberate:
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.models.blocks import LayerNorm2d
+from nas.models.blocks import DropPath, LayerNorm2d
 from nas.models.parts import drop_path_rates, make_head, stage_blocks
 from nas.models.revcol_aux import Decoder, aux_columns, aux_loss_weights, revcol_loss
 from nas.space.candidate import Candidate
@@ -70,6 +71,26 @@ class Level(nn.Module):
             )
         self.up = None if first_column or top else UpSample(widths[level + 1], widths[level])
         self.blocks = blocks
+        self._found: tuple[list[nn.Module], list[DropPath]] | None = None
+
+    def _modules_of_note(self) -> tuple[list[nn.Module], list[DropPath]]:
+        """(modules owning buffers, DropPath modules), found once: the reversible backward asks
+        per level and step, and walking the module tree each time cost a few percent of it."""
+        if self._found is None:
+            found = list(self.modules())
+            self._found = (
+                [m for m in found if m._buffers],
+                [m for m in found if isinstance(m, DropPath)],
+            )
+        return self._found
+
+    def buffers_now(self) -> list[torch.Tensor]:
+        """The level's buffers (read from their modules: ``.to()`` replaces the tensors)."""
+        return [b for m in self._modules_of_note()[0] for b in m._buffers.values() if b is not None]
+
+    def stochastic(self) -> bool:
+        """Whether a forward draws random numbers (an active DropPath)."""
+        return self.training and any(d.p > 0 for d in self._modules_of_note()[1])
 
     def forward(self, down: torch.Tensor, up: torch.Tensor | None) -> torch.Tensor:
         x = self.down(down)
@@ -185,11 +206,15 @@ class _ReversibleColumn(torch.autograd.Function):
         states: list[torch.Tensor] = []
         with torch.no_grad():
             for level in range(len(column.levels)):
-                ctx.rng.append(_rng_state(device))
+                stochastic = column.levels[level].stochastic()
+                ctx.rng.append(_rng_state(device) if stochastic else None)
                 down = x if level == 0 else states[-1].to(x.dtype)
-                f = column.level_out(level, down, prev_c or None).to(STATE_DTYPE)
+                f = column.level_out(level, down, prev_c or None)
+                # alpha * c^(i-1) + F, in STATE_DTYPE (the other operands are promoted exactly)
                 states.append(
-                    f if ctx.first else column.alpha(level).to(STATE_DTYPE) * prev[level] + f
+                    f.to(STATE_DTYPE)
+                    if ctx.first
+                    else torch.addcmul(f, column.alpha(level), prev[level])
                 )
         # Saved (visible to saved-tensor hooks): the stem output, shared by every column, and the
         # last column's states. Nothing else is kept: earlier columns are reconstructed.
@@ -215,47 +240,50 @@ class _ReversibleColumn(torch.autograd.Function):
         g_x = None
         for level in reversed(range(n)):
             f, down, up, buffers = _recompute(ctx, column.levels[level], level, x, cur, prev)
-            g_level = g[level].to(f.dtype)
-            outputs, out_grads = [f], [g_level]
+            outputs, out_grads = [f], [g[level].to(f.dtype)]
             if not ctx.first:
                 with torch.enable_grad():
                     alpha = column.alpha(level)
                 alpha_state = alpha.detach().to(STATE_DTYPE)
-                with torch.no_grad():
-                    prev[level] = (cur[level] - f.detach().to(STATE_DTYPE)) / alpha_state
-                with torch.enable_grad():
-                    outputs.append(alpha * prev[level].to(x.dtype))
-                out_grads.append(g[level].to(x.dtype))
+                with torch.no_grad():  # c^(i-1) = (c^(i) - F) / alpha, and dL/dalpha by hand
+                    prev[level] = torch.sub(cur[level], f.detach()).div_(alpha_state)
+                    g_alpha = (g[level] * prev[level]).sum(dim=(0, 2, 3), keepdim=True)
+                outputs.append(alpha)
+                out_grads.append(g_alpha.to(alpha.dtype))
             torch.autograd.backward(outputs, out_grads)  # parameter .grad, and down/up .grad
             with torch.no_grad():
                 for b, snapshot in buffers:
                     b.copy_(snapshot)
-            if level == 0:
-                g_x = down.grad
-            else:
-                g[level - 1] = g[level - 1] + down.grad.to(STATE_DTYPE)
-            if not ctx.first:
-                with torch.no_grad():
+                if level == 0:
+                    g_x = down.grad
+                else:  # promoted to STATE_DTYPE exactly
+                    g[level - 1] = g[level - 1] + down.grad
+                if not ctx.first:
                     g_prev[level] = alpha_state * g[level]
                     if up is not None:
-                        g_prev[level + 1] = g_prev[level + 1] + up.grad.to(STATE_DTYPE)
+                        g_prev[level + 1] = g_prev[level + 1] + up.grad
         chain.features, chain.index = (None, -1) if ctx.first else (prev, ctx.index - 1)
         ctx.column = ctx.chain = None
         return (None, None, None, None, g_x, *([] if ctx.first else g_prev))
 
 
 def _recompute(ctx, level_module: Level, level: int, x: torch.Tensor, cur: list, prev: list):
-    """F_l with grad, under the forward's RNG and autocast state. Also returns a snapshot of the
-    level's buffers, restored after its backward so BN statistics are not updated twice."""
+    """F_l with grad, under the forward's RNG (for a level that draws random numbers) and autocast
+    state. Also returns a snapshot of the level's buffers, restored after its backward so BN
+    statistics are not updated twice."""
     device = x.device
-    buffers = [(b, b.clone()) for b in level_module.buffers()]
-    devices = [device] if device.type == "cuda" else []
-    with (
-        torch.enable_grad(),
-        torch.random.fork_rng(devices=devices),
-        torch.autocast(device.type, dtype=ctx.autocast[1], enabled=ctx.autocast[0]),
-    ):
-        _set_rng_state(ctx.rng[level], device)
+    buffers = [(b, b.clone()) for b in level_module.buffers_now()]
+    rng = ctx.rng[level]
+    enabled, dtype = ctx.autocast
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.enable_grad())
+        if rng is not None:
+            stack.enter_context(
+                torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+            )
+            _set_rng_state(rng, device)
+        if enabled or torch.is_autocast_enabled(device.type):
+            stack.enter_context(torch.autocast(device.type, dtype=dtype, enabled=enabled))
         down = (x if level == 0 else cur[level - 1].to(x.dtype)).detach().requires_grad_(True)
         up = None
         if not ctx.first and level + 1 < len(cur):
