@@ -286,6 +286,38 @@ def test_runner_measurement_settings_are_parsed_and_recorded(tmp_path):
         load_runner(path)
 
 
+def test_measurement_settings_are_part_of_the_run_key():
+    """A campaign grown under other measurement settings measures again: its trials' run keys
+    (what the skip of done work and the ledger's reuse compare) differ. Default settings leave
+    the keys of earlier campaigns as they were; a trial's row carries the planned key."""
+    from dataclasses import replace
+
+    from nas.campaign.runner import Runner
+    from nas.campaign.trial import TrialSpec, run_key, screened_row, trial_run_key
+
+    c = Candidate(depths=(1, 1, 1, 1), widths=(8, 16, 32, 64), num_classes=10, image_size=32)
+    base = TrialSpec(campaign="t", mode="survey", data={"dataset": "digits"}, train={"epochs": 1})
+    before = run_key(c, 0, {"epochs": 1, "seed": 0, "device": "cpu"}, base.data, {})
+    assert trial_run_key(base, c, 0, None) == before
+    default = replace(base, latency=Runner().latency_settings(), measure={"erf": False})
+    assert trial_run_key(default, c, 0, None) == before
+    changes = [
+        {"latency": {**default.latency, "batch": 64}},
+        {"latency": {**default.latency, "dtype": "bfloat16"}},
+        {"latency": {**default.latency, "channels_last": False}},
+        {"latency": {**default.latency, "threads": 2}},
+        {"latency_off": True},
+        {"memory_batch": 8},
+        {"measure": {"erf": True}},
+        {"measure": {"proxies": ["synflow"]}},
+    ]
+    keys = [trial_run_key(replace(default, **change), c, 0, None) for change in changes]
+    assert before not in keys and len(set(keys)) == len(keys)
+    spec = replace(default, **changes[0])
+    plan = {"candidate": c.to_dict(), "seed": 0, "train": None, "pretrain": None}
+    assert screened_row(spec, plan, "x", {})["run_key"] == keys[0]
+
+
 def test_latency_rounds_and_interval():
     """The figure is the median of round medians, bracketed by an order-statistic interval."""
     from nas.measure.latency import _interval, _summary

@@ -59,6 +59,7 @@ def _spec(
         constraints=dict(space.constraints),
         latency_inline=runner.latency_inline(),
         latency=runner.latency_settings(),
+        latency_off=runner.latency == "off",
         memory_batch=runner.memory_batch,
         threads=max(1, int(runner.cpus_per_trial)),
         device=runner.device,

@@ -45,6 +45,7 @@ class TrialSpec:
     device: str = "cpu"
     services: dict = field(default_factory=dict)  # Ray actor names: latency, ledger
     latency: dict = field(default_factory=dict)  # protocol settings: batch, dtype, channels_last
+    latency_off: bool = False  # the runner's ``latency: off``: no latency column
     memory_batch: int | None = None  # training memory at this batch (default: the train batch)
     measure: dict = field(default_factory=dict)  # the space's measure: section (proxies, ERF)
 
@@ -62,12 +63,16 @@ def run_key(
     train: Mapping[str, Any],
     data: Mapping[str, Any],
     pretrain: Mapping[str, Any] | None = None,
+    measurement: Mapping[str, Any] | None = None,
 ) -> str:
-    """Identity of the work: candidate + seed + training budget + data (dedupe across runs), and
-    the pre-training settings when there is pre-training (keys without it are unchanged)."""
+    """Identity of the work: candidate + seed + training budget + data (dedupe across runs), the
+    pre-training settings when there is pre-training, and the measurement settings that differ
+    from the defaults (``measurement_settings``). Keys without either are unchanged."""
     work = [candidate.to_json(), seed, dict(train), dict(data)]
     if pretrain and pretrain.get("method", "none") != "none":
         work.append(dict(pretrain))
+    if measurement:
+        work.append({"measurement": dict(measurement)})
     blob = json.dumps(work, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
@@ -81,7 +86,27 @@ def trial_run_key(
 ) -> str:
     """The run key of a trial of this campaign (what ``run_trial`` writes into its row)."""
     train = _train_cfg(spec, seed, train_overrides)
-    return run_key(candidate, seed, train, spec.data, _pretrain_cfg(spec, pretrain_overrides))
+    pretrain = _pretrain_cfg(spec, pretrain_overrides)
+    return run_key(candidate, seed, train, spec.data, pretrain, measurement_settings(spec))
+
+
+def measurement_settings(spec: TrialSpec) -> dict[str, Any]:
+    """The campaign's measurement settings that differ from the defaults: the latency protocol
+    (or ``latency: off``), the memory batch, the ``measure:`` section. Part of a trial's run key,
+    so a campaign grown under other settings measures again instead of reusing rows measured
+    otherwise; default settings add nothing (the keys of earlier campaigns stand)."""
+    from nas.campaign.analysis import measure_settings
+    from nas.campaign.runner import Runner
+    from nas.settings import MEASURE_DEFAULTS
+
+    defaults = Runner().latency_settings()
+    out: dict[str, Any] = {"latency": "off"} if spec.latency_off else {}
+    out |= {f"latency.{k}": v for k, v in spec.latency.items() if defaults.get(k) != v}
+    if spec.memory_batch is not None:
+        out["memory_batch"] = spec.memory_batch
+    measure = measure_settings(spec.measure)
+    same = {k for k, v in measure.items() if json.dumps(v) == json.dumps(MEASURE_DEFAULTS.get(k))}
+    return out | {f"measure.{k}": v for k, v in measure.items() if k not in same}
 
 
 def _pretrain_cfg(spec: TrialSpec, overrides: Mapping[str, Any] | None) -> dict:
@@ -211,7 +236,9 @@ def _new_row(
         "seed": seed,
         "status": "error",
         "reason": None,
-        "run_key": run_key(candidate, seed, train_cfg, spec.data, pre_cfg),
+        "run_key": run_key(
+            candidate, seed, train_cfg, spec.data, pre_cfg, measurement_settings(spec)
+        ),
         "epochs": 0,
         **dict.fromkeys(("val_acc", "val_acc_best", "val_loss", "train_loss")),
         "started_at": started,
