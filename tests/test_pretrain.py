@@ -4,6 +4,7 @@ candidate's own network."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -342,3 +343,34 @@ def test_a_campaign_killed_during_pretraining_resumes_from_the_pretraining_check
     assert row["status"] == "ok", row
     assert 1 <= row["pretrain_resumed_at"] < 40  # continued from an epoch's checkpoint
     assert row["pretrain_epoch"] == 40 and row["epochs"] == 1
+    # the loss before the first step, measured by the killed run, survives the resume
+    assert row["pretrain_val_loss"] < row["pretrain_val_loss_init"] < 10
+
+
+def test_a_resumed_pretraining_keeps_the_loss_before_the_first_step(tmp_path):
+    """The validation loss before any step is carried in every epoch's row (and so in the
+    checkpoint): a run resumed from the checkpoint reports the same reference."""
+    from nas.pretrain.loop import PretrainConfig, build_fcmae, pretrain
+    from nas.train.config import DataConfig
+    from nas.train.trainer import TrainConfig
+    from nas.train.data import load_data
+
+    c = Candidate.from_params(
+        {"width": 8, "depths": [1, 1, 1, 1], "image_size": 32, "num_classes": 10},
+        base=nas.load_candidate(PRESETS / "convnextv2_atto.yaml"),
+    )
+    data = load_data(DataConfig(dataset="synthetic", image_size=32, limit=128))
+    train = TrainConfig(batch_size=32, device="cpu", seed=0)
+    ckpt = tmp_path / "pretrain.pt"
+
+    def run(epochs: int):
+        pre = PretrainConfig(method="fcmae", epochs=epochs, patch=8, decoder_dim=16)
+        torch.manual_seed(0)
+        return pretrain(build_fcmae(c, pre), data, pre, train, checkpoint=ckpt)
+
+    first = run(1)
+    assert first.start_epoch == 0 and math.isfinite(first.initial_val_loss)
+    resumed = run(2)
+    assert resumed.start_epoch == 1 and len(resumed.history) == 2
+    assert resumed.initial_val_loss == first.initial_val_loss
+    assert resumed.history[-1]["pretrain_val_loss_init"] == first.initial_val_loss

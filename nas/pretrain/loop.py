@@ -68,7 +68,7 @@ class PretrainResult:
     reason: str
     history: list[dict] = field(default_factory=list)
     start_epoch: int = 0  # the epoch this run resumed after (0: from scratch)
-    initial_val_loss: float = math.nan  # before the first epoch (from scratch only)
+    initial_val_loss: float = math.nan  # before the first epoch (kept across a resume)
 
     @property
     def loss(self) -> float:
@@ -115,8 +115,10 @@ def pretrain(
     )
     amp = use_amp(train_cfg, device)
     history, start = load_checkpoint(checkpoint, model, optimizer, gen) if checkpoint else ([], 0)
-    initial = math.nan
-    if start == 0:  # the reference every epoch's validation loss compares with
+    # the reference every epoch's validation loss compares with: measured before the first step,
+    # then carried in every epoch's row (so in the checkpoint, and across a resume)
+    initial = history[0].get("pretrain_val_loss_init", math.nan) if history else math.nan
+    if start == 0:
         initial = validation_loss(model, data, batch=2 * batch, seed=train_cfg.seed)
         log.info("pretrain epoch 0/%d pretrain_val_loss=%.4g", cfg.epochs, initial)
         if report is not None:
@@ -135,13 +137,18 @@ def pretrain(
             "pretrain_val_loss": validation_loss(model, data, batch=2 * batch, seed=train_cfg.seed),
             "pretrain_epoch_s": seconds,
             "pretrain_images_per_s": steps * batch / seconds,
+            "pretrain_val_loss_init": initial,
         }
         history.append(row)
         log.info(
             "pretrain epoch %d/%d %s",
             epoch + 1,
             cfg.epochs,
-            " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "pretrain_epoch"),
+            " ".join(
+                f"{k}={v:.4g}"
+                for k, v in row.items()
+                if k not in ("pretrain_epoch", "pretrain_val_loss_init")
+            ),
         )
         if checkpoint:
             save_checkpoint(checkpoint, model, optimizer, gen, history)
