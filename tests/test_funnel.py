@@ -103,7 +103,7 @@ def test_a_search_funnel_starts_from_the_kept_candidates(files, tmp_path):
     space, runner = files
     args = ["search", str(space), "--runner", str(runner), "--name", "s", "--results",
             str(tmp_path / "r"), "-n", "4", "--prescreen", "12", "--keep", "2", "--by", "-macs_m",
-            "--epochs", "1", "--quiet"]  # fmt: skip
+            "--epochs", "1", "--quiet", "--seed", "3"]  # fmt: skip
     assert main(args) == 0
     df = read_table(tmp_path / "r" / "s")
     screened = df[df["status"] == "screened"]
@@ -113,3 +113,9 @@ def test_a_search_funnel_starts_from_the_kept_candidates(files, tmp_path):
     # the two kept (cheapest) candidates are trained, first: no screened one is cheaper
     first_two = trained.sort_values("started_at").head(2)
     assert (first_two["macs_m"] <= cheapest).all()
+    # their rows carry the screen's columns, and the screen used the seed the trials use (the
+    # search's training seed, not --seed): the values it ranked are the trials' own
+    assert sorted(first_two["screen_rank"]) == [1, 2]
+    assert (first_two["screen_score"] == -first_two["macs_m"]).all()
+    assert set(screened["seed"]) == set(trained["seed"]) == {0}
+    assert trained.sort_values("started_at")["screen_rank"].iloc[2:].isna().all()

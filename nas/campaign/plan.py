@@ -21,9 +21,12 @@ __all__ = ["check_ablation", "default_axes", "plan_ablation", "plan_survey"]
 log = logging.getLogger(__name__)
 
 
-def plan_survey(space: Space, n: int, seed: int) -> tuple[list[dict], dict]:
-    """N distinct random candidates inside the params/MACs constraints (fast cost path). A space
-    whose constraints no sample meets fails before anything runs, naming what was found."""
+def plan_survey(
+    space: Space, n: int, seed: int, trial_seed: int | None = None
+) -> tuple[list[dict], dict]:
+    """N distinct random candidates inside the params/MACs constraints (fast cost path), drawn
+    with ``seed``; each trains with ``trial_seed`` (default: ``seed``). A space whose constraints
+    no sample meets fails before anything runs, naming what was found."""
     fast = {k: v for k, v in space.constraints.items() if k in FAST_COLUMNS}
     check = fast_constraint_check(fast) if fast else (lambda c: True)
     if fast:
@@ -34,7 +37,14 @@ def plan_survey(space: Space, n: int, seed: int) -> tuple[list[dict], dict]:
     distinct = len(samples) + stats["rejected"]
     stats["acceptance_rate"] = len(samples) / max(distinct, 1)
     plans = [
-        _plan(s.candidate, seed, s.train, pretrain=s.pretrain, params=s.params) for s in samples
+        _plan(
+            s.candidate,
+            seed if trial_seed is None else trial_seed,
+            s.train,
+            pretrain=s.pretrain,
+            params=s.params,
+        )
+        for s in samples
     ]
     return plans, stats
 

@@ -125,15 +125,18 @@ def _manifest(name, mode, space_path, runner_path, experiment: str, spec: TrialS
     }
 
 
-def _plans(mode: str, space: Space, *, n, seed, baseline, axes, seeds, factorial, funnel=None):
+def _plans(
+    mode: str, space: Space, *, n, seed, train_seed, baseline, axes, seeds, factorial, funnel=None
+):
     """(planned trials, planning stats) of a survey or an ablation; none for a search (but the
-    candidates to screen of a funnel, drawn as a survey draws them)."""
+    candidates to screen of a funnel, drawn as a survey draws them, with the seed a search trial
+    trains with: ``train_seed``)."""
     if funnel is not None:
         if mode == "ablate":
             raise UserError("--prescreen: a funnel screens a survey or a search, not an ablation")
         if mode == "search" and funnel.keep > n:
             raise UserError(f"--keep: {funnel.keep} kept candidates exceed the search's -n {n}")
-        return plan_survey(space, funnel.prescreen, seed)
+        return plan_survey(space, funnel.prescreen, seed, train_seed if mode == "search" else None)
     if mode == "survey":
         return plan_survey(space, n, seed)
     if mode == "ablate":
@@ -182,31 +185,31 @@ def run_campaign(
     done = set() if retrain else table.done_keys() | (handled_keys(table.df) if funnel else set())
     spec = _spec(space, runner, name, mode, dict(train_overrides or {}))
     how = dict(baseline=baseline, axes=axes, seeds=seeds, factorial=factorial, funnel=funnel)
-    plans, stats = _plans(mode, space, n=n, seed=seed, **how)
+    plans, stats = _plans(mode, space, n=n, seed=seed, train_seed=spec.train.get("seed", 0), **how)
     plans = _pending(plans, spec, done, stats)
     if plans or mode == "search":
         init_ray(runner)  # before anything is written: an unreachable cluster leaves no trace
         check_fits(runner)
     _create_folder(folder, space_path, runner_path)
-    experiment = f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
-    location = experiment_location(runner.storage_path, folder, experiment)
+    run = f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}"  # the Ray experiment's name
+    location = experiment_location(runner.storage_path, folder, run)
     manifest = _manifest(name, mode, space_path, runner_path, location, spec)
-    manifest.update(seed=seed, n=n, planned=len(plans) if plans else n, stats=stats)
+    planned = len(plans) if plans else (n if mode == "search" else 0)
+    manifest.update(seed=seed, n=n, planned=planned, stats=stats)
     if mode != "search" and not plans:
         log.info("nothing to run: every planned trial is already in the table")
-        manifest["planned"] = 0
         _write_manifest(folder, manifest)
         return folder
     _write_manifest(folder, manifest)
     points: list[dict] = []
     if funnel is not None:  # the kept candidates: the survey's plans or the search's first points
-        plans, points = _funnel(funnel, space, spec, runner, plans, folder, manifest, experiment)
+        spec, plans, points = _funnel(funnel, space, spec, runner, plans, folder, manifest, run)
         if mode == "survey" and not plans:
             return folder
-    spec = _with_services(spec, runner, folder, table, run=experiment, reuse=not retrain)
+    spec = _with_services(spec, runner, folder, table, run=run, reuse=not retrain)
     watch = Progress(manifest["planned"], spec.objectives) if progress else None
     try:
-        _fit(_tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, watch, points))
+        _fit(_tuner(mode, space, runner, spec, folder, run, plans, n, seed, watch, points))
     finally:
         stop_services(ServiceNames(**spec.services))
     prune_checkpoints(location)
@@ -222,15 +225,20 @@ def _pending(plans: list[dict], spec: TrialSpec, done: set[str], stats: dict) ->
     return [p for p in plans if p["run_key"] not in done]
 
 
-def _funnel(funnel, space, spec, runner, plans, folder, manifest, run) -> tuple[list, list]:
+def _funnel(
+    funnel, space, spec, runner, plans, folder, manifest, run
+) -> tuple[TrialSpec, list, list]:
     """Screen the drawn candidates (rows for the left-out ones); the kept ones become the
-    survey's plans, or the first points of the search. Returns (plans, search points)."""
+    survey's plans, or the first points of the search (whose trials find their screen columns
+    in the spec). Returns (spec, plans, search points)."""
     kept, figures = run_screen(
         funnel, plans, spec, runner.cpus_per_trial, CampaignTable(folder), run
     )
     manifest["stats"]["funnel"] = figures
     if spec.mode == "search":
         points = [space.optuna_params(p["params"]) for p in kept]
+        spec = replace(spec, screens={p["run_key"]: p["screen"] for p in kept})
+        manifest["spec"] = asdict(spec)  # a resumed search attaches them too
         kept = []
     else:
         manifest["planned"] = len(kept)
@@ -240,7 +248,7 @@ def _funnel(funnel, space, spec, runner, plans, folder, manifest, run) -> tuple[
         "funnel: screened %d candidates in %.1f s, kept %d by %s",
         figures["screened"], figures["screen_wall_s"], figures["kept"], funnel.by,
     )  # fmt: skip
-    return kept, points
+    return spec, kept, points
 
 
 def _with_services(

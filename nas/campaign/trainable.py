@@ -71,6 +71,8 @@ def _trainable(config: dict, spec: TrialSpec, space: Space | None) -> None:
         candidate, seed, train = Candidate.from_dict(plan["candidate"]), plan["seed"], plan["train"]
         params, pre, extra = plan.get("params"), plan.get("pretrain", {}), plan.get("screen")
     key = trial_run_key(spec, candidate, seed, train, pre)
+    if plan is None:  # a search funnel's kept candidate: its screen columns
+        extra = spec.screens.get(key)
     old = ray_get(ledger.reusable.remote(key)) if plan is None else None
     if old is not None:  # the same work was done before: reuse its row
         row = {**old, "trial_id": trial_id, "reused_from": old["trial_id"], "mode": spec.mode}

@@ -48,6 +48,7 @@ class TrialSpec:
     latency_off: bool = False  # the runner's ``latency: off``: no latency column
     memory_batch: int | None = None  # training memory at this batch (default: the train batch)
     measure: dict = field(default_factory=dict)  # the space's measure: section (proxies, ERF)
+    screens: dict = field(default_factory=dict)  # search funnel: run key -> kept screen columns
 
 
 def measured_objectives(row: Mapping[str, Any], objectives: Mapping[str, str]) -> dict[str, float]:

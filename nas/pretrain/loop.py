@@ -115,14 +115,7 @@ def pretrain(
     )
     amp = use_amp(train_cfg, device)
     history, start = load_checkpoint(checkpoint, model, optimizer, gen) if checkpoint else ([], 0)
-    # the reference every epoch's validation loss compares with: measured before the first step,
-    # then carried in every epoch's row (so in the checkpoint, and across a resume)
-    initial = history[0].get("pretrain_val_loss_init", math.nan) if history else math.nan
-    if start == 0:
-        initial = validation_loss(model, data, batch=2 * batch, seed=train_cfg.seed)
-        log.info("pretrain epoch 0/%d pretrain_val_loss=%.4g", cfg.epochs, initial)
-        if report is not None:
-            report({"pretrain_epoch": 0, "pretrain_val_loss": initial})
+    initial = _initial_loss(model, data, history, batch, train_cfg.seed, report)
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         mean = _epoch(model, data, optimizer, gen, cfg, amp=amp, batch=batch, first=epoch * steps, total=total, warmup=warmup)  # fmt: skip
@@ -155,6 +148,19 @@ def pretrain(
         if report is not None:
             report(dict(row))
     return PretrainResult("ok", "", history, start, initial)
+
+
+def _initial_loss(model, data, history: list[dict], batch: int, seed: int, report) -> float:
+    """The reference every epoch's validation loss compares with: measured before the first step
+    (and reported as epoch 0), then carried in every epoch's row, so in the checkpoint and across
+    a resume."""
+    if history:
+        return history[0].get("pretrain_val_loss_init", math.nan)
+    initial = validation_loss(model, data, batch=2 * batch, seed=seed)
+    log.info("pretrain epoch 0 pretrain_val_loss=%.4g", initial)
+    if report is not None:
+        report({"pretrain_epoch": 0, "pretrain_val_loss": initial})
+    return initial
 
 
 def _epoch(model, data, optimizer, gen, cfg, *, amp, batch, first, total, warmup) -> float:
