@@ -248,3 +248,21 @@ def test_revcol_alpha_is_a_candidate_field_that_keeps_earlier_ids():
     assert nas.Candidate.from_params({"macro": "plain"}, base=official).revcol_alpha == "bounded"
     with pytest.raises(nas.CandidateError, match="revcol_alpha"):
         nas.Candidate.from_params({"revcol_alpha": "free"}, base=bounded)
+
+
+def test_levels_find_their_buffers_again_after_reparameterization():
+    """The reversible backward snapshots each level's buffers from modules found once per level;
+    the deploy copy drops BN branches, and its levels look them up again (no stale buffers)."""
+    from nas.models.build import reparameterize
+
+    model = nas.build_model(revcol(2, "replk"))
+    x, y = torch.randn(4, 3, 64, 64), torch.arange(4) % 5
+    grads(model, x, y)  # the reversible backward found the levels' modules
+    for level in model.columns[1].levels:
+        assert {id(b) for b in level.buffers_now()} == {id(b) for b in level.buffers()}
+    deploy = reparameterize(model)
+    for level in deploy.columns[1].levels:
+        assert {id(b) for b in level.buffers_now()} == {id(b) for b in level.buffers()}
+    assert len(deploy.columns[1].levels[0].buffers_now()) < len(
+        model.columns[1].levels[0].buffers_now()
+    )

@@ -84,6 +84,11 @@ class Level(nn.Module):
             )
         return self._found
 
+    def reparameterize(self) -> None:
+        """Deploy form (``reparameterize_modules`` calls this before the blocks' own): the blocks
+        drop branches and BNs, so the modules found before are looked up again on next use."""
+        self._found = None
+
     def buffers_now(self) -> list[torch.Tensor]:
         """The level's buffers (read from their modules: ``.to()`` replaces the tensors)."""
         return [b for m in self._modules_of_note()[0] for b in m._buffers.values() if b is not None]
