@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m nas.cli demo
 
+# --durations=15: the 15 slowest tests, to keep the suite under its 20-minute budget
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m 'not heavy'

@@ -190,14 +190,72 @@ def test_knee_of_a_convex_front():
     # accuracy (max) against cost (min): the same front mirrored
     df["acc"] = -df["u"]
     assert pareto_front(df, "acc:max,v:min").knees == [1]
-    # a straight front has no knee
+    # a straight front: every interior member is on the line; the knee is the middle one, and a
+    # front of two members (both extremes) has none
     line = pd.DataFrame({"status": "ok", "u": [0.0, 1, 2], "v": [2.0, 1, 0]})
-    assert pareto_front(line, "u:min,v:min").knees == []
-    # 3 objectives: the point nearest to the ideal point after normalisation
+    assert pareto_front(line, "u:min,v:min").knees == [1]
+    assert pareto_front(line.iloc[[0, 2]], "u:min,v:min").knees == []
+    # 3 objectives: the smallest sum of normalised values
     df3 = pd.DataFrame(
         {"status": "ok", "a": [0, 1, 0.3, 0], "b": [1, 0, 0.3, 0], "c": [0, 0, 0.3, 1.0]}
     )
     assert pareto_front(df3, "a:min,b:min,c:min").knees == [2]
+
+
+def _knee_by_hand(points: np.ndarray) -> list[int]:
+    """The documented rule (``nas.report.pareto._knees``), member by member in plain Python:
+    normalise each (minimised) objective over the front, skip members best on some objective
+    (unless all are), take the smallest sum of normalised values."""
+    cols = list(zip(*points.tolist()))
+    lo, hi = [min(c) for c in cols], [max(c) for c in cols]
+    norm = [[(x - a) / (b - a) if b > a else 0.0 for x, a, b in zip(p, lo, hi)] for p in points]
+    extreme = [any(b > a and x == a for x, a, b in zip(p, lo, hi)) for p in points.tolist()]
+    pool = [i for i in range(len(points)) if not extreme[i]] or list(range(len(points)))
+    best = min(sum(norm[i]) for i in pool)
+    return [i for i in pool if sum(norm[i]) <= best + 1e-12]
+
+
+def _front_2d(n: int, shape: str, rng) -> np.ndarray:
+    """n mutually non-dominated (u, v) points, both minimised, on a convex, concave or wavy
+    curve: u increasing, v strictly decreasing."""
+    u = np.sort(rng.uniform(0, 10, n))
+    t = (u - u[0]) / (u[-1] - u[0])
+    v = {"convex": (1 - t) ** 3, "concave": 1 - t**3, "wavy": 1 - t + 0.05 * np.sin(9 * t)}[shape]
+    v = v * 50 + np.linspace(1e-6, 0, n)  # strictly decreasing even where the wave is flat
+    assert (np.diff(v) < 0).all()
+    return np.column_stack([u, v])
+
+
+@pytest.mark.parametrize("n", [3, 10, 470])
+@pytest.mark.parametrize("shape", ["convex", "concave", "wavy"])
+def test_knee_marked_on_every_front_of_three_or_more(n, shape):
+    rng = np.random.default_rng(n)
+    pts = _front_2d(n, shape, rng)
+    # accuracy (max) against latency (min), rows shuffled: the front's order is the report's
+    order = rng.permutation(n)
+    df = pd.DataFrame({"status": "ok", "acc": -pts[order, 0], "lat": pts[order, 1]})
+    res = pareto_front(df, "acc:max,lat:min")
+    assert len(res.front) == n
+    row = np.argsort(order)  # row[i]: the table row holding pts[i]
+    want = sorted(int(row[i]) for i in _knee_by_hand(pts))
+    assert len(want) >= 1 and sorted(res.knees) == want
+    # on a convex front the knee is the member farthest below the chord between the extremes
+    if shape == "convex":
+        t = (pts - pts.min(0)) / np.ptp(pts, axis=0)
+        assert res.knees == [int(row[np.argmin(t.sum(axis=1))])]
+    # 3 objectives: a third, constant objective leaves the rule and the knee unchanged
+    df["w"] = 1.0
+    assert sorted(pareto_front(df, "acc:max,lat:min,w:min").knees) == want
+
+
+def test_knee_of_a_470_member_front_in_3_objectives():
+    rng = np.random.default_rng(3)
+    x = rng.dirichlet([1, 1, 1], 470)  # on the simplex: mutually non-dominated
+    x = np.sqrt(x)  # concave in places, convex in none: the rule still picks one
+    df = pd.DataFrame({"status": "ok", "a": x[:, 0], "b": x[:, 1], "c": x[:, 2]})
+    res = pareto_front(df, "a:min,b:min,c:min")
+    assert len(res.front) == 470
+    assert sorted(res.knees) == _knee_by_hand(x) and res.knees
 
 
 def test_best_under_budgets():

@@ -286,25 +286,27 @@ def _reference(
 
 
 def _knees(v: np.ndarray) -> np.ndarray:
-    """Positions of the knee point(s) of a front given as minimisation values (m, k), each
-    objective normalised to [0, 1] over the front.
+    """Positions of the knee point(s) of a front given as minimisation values (m, k).
 
-    2 objectives: the point(s) farthest from the line through the two extreme points, on the side
-    of the ideal point (none when no point lies on that side, e.g. a straight or concave front).
-    3+ objectives: the point(s) nearest to the ideal point (simpler than the hyperplane through
-    the extremes, and the same point on symmetric fronts). A one-point front is its own knee.
+    The rule (any number of objectives): normalise each objective to [0, 1] over the front (0 =
+    the front's best value); the knee is the member with the smallest sum of normalised values,
+    among the members that are not the best on any objective (the extremes) when such members
+    exist. With 2 objectives the extremes are (0, 1) and (1, 0), so this is the member farthest
+    on the ideal side of the line through them (Das 1999's maximum bulge) on a convex front, and
+    the member nearest that line on a concave or straight one: a front of >= 3 members always has
+    a knee. Ties (within 1e-12) are all knees. One member (or members all equal) is its own knee;
+    two distinct members are both extremes, a trade-off with no knee between them.
     """
     span = np.ptp(v, axis=0)
-    u = (v - v.min(axis=0)) / np.where(span > 0, span, 1.0)
     if not span.any():
         return np.arange(len(v))
-    if v.shape[1] == 2:  # extremes are (0, 1) and (1, 0): the line u0 + u1 = 1
-        score = (1.0 - u.sum(axis=1)) / math.sqrt(2.0)
-        if score.max() <= 1e-12:
-            return np.arange(0)
-    else:
-        score = -np.linalg.norm(u, axis=1)
-    return np.flatnonzero(score >= score.max() - 1e-12)
+    if len(v) < 3:
+        return np.arange(0)
+    u = (v - v.min(axis=0)) / np.where(span > 0, span, 1.0)
+    extreme = ((u <= 1e-12) & (span > 0)).any(axis=1)
+    pool = np.flatnonzero(~extreme) if (~extreme).any() else np.arange(len(v))
+    score = u[pool].sum(axis=1)
+    return pool[score <= score.min() + 1e-12]
 
 
 def hypervolume_over_trials(
