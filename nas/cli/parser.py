@@ -7,6 +7,7 @@ import argparse
 
 from nas.cli.campaigns import add_campaign, add_quiet, add_resume, cmd_demo, cmd_export, cmd_report
 from nas.cli.commands import cmd_bench, cmd_erf, cmd_measure, cmd_sample, cmd_validate
+from nas.cli.dashboard import add_dashboard
 from nas.cli.flags import EPILOG, positive_int
 from nas.cli.surrogates import add_replay, add_surrogate
 from nas.cli.training import add_pretrain, add_train
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_bench,
         add_resume,
         _add_report,
+        add_dashboard,
         _add_export,
         add_surrogate,
         add_replay,
