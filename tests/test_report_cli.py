@@ -318,3 +318,42 @@ def test_export_in_timm_layout_round_trips_the_trained_weights(survey, capsys, t
         deploy = nas.reparameterize(nas.build_model(candidate))
         deploy.load_state_dict(torch.load(f / "deploy.pt", weights_only=True))
         torch.testing.assert_close(model.eval()(x), deploy(x), atol=1e-5, rtol=1e-5)
+
+
+def test_report_contents_link_every_section(tmp_path, capsys):
+    rows = [
+        base_row(i, mode="ablate", seed=i % 2, axis="baseline", axis_value=None) for i in (1, 2)
+    ]
+    folder = write_campaign(tmp_path, rows)
+    code, _, err = run_cli(capsys, "report", str(folder))
+    assert code == 0, err
+    html = (folder / "report.html").read_text()
+    ids = re.findall(r"<h2 id='([^']+)'>", html)
+    nav = html[html.index("<nav>") : html.index("</nav>")]
+    assert len(ids) == len(set(ids)) >= 10 and re.findall(r"href='#([^']+)'", nav) == ids
+    assert html.index("<nav>") < html.index("<h2")  # the contents come first
+    md = (folder / "report.md").read_text()
+    assert all(f"](#{a})" in md and f'<a id="{a}"></a>' in md for a in ids)
+
+
+def test_pareto_error_bars_data():
+    from nas.report.plots import latency_interval, seed_spread
+
+    df = pd.DataFrame(
+        {
+            "candidate_id": ["a", "a", "b", "c"],
+            "status": ["ok", "ok", "ok", "error"],
+            "val_acc": [0.8, 0.9, 0.7, None],
+            "latency_ms_p50": [2.0, 2.2, 5.0, 1.0],
+            "latency_ci_low_ms": [1.5, 2.0, None, 0.9],
+            "latency_ci_high_ms": [3.0, 2.5, None, 1.2],
+        }
+    )
+    ok = df.iloc[:3]
+    bars = latency_interval(ok, "latency_ms_p50")  # the row without an interval: no bar
+    assert bars.ravel().tolist() == pytest.approx([0.5, 0.2, 0.0, 1.0, 0.3, 0.0])
+    assert latency_interval(ok, "macs_m") is None  # only the median latency has an interval
+    assert latency_interval(ok.drop(columns="latency_ci_low_ms"), "latency_ms_p50") is None
+    # accuracy: each row's distance to its candidate's lowest and highest seed; b has one seed
+    assert seed_spread(df, ok, "val_acc").ravel().tolist() == pytest.approx([0, 0.1, 0, 0.1, 0, 0])
+    assert seed_spread(df, df.iloc[2:3], "val_acc") is None  # one seed each: no spread

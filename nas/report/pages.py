@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nas.report.document import Report
 
-__all__ = ["render_html", "render_md"]
+__all__ = ["anchor", "render_html", "render_md"]
 
 
 def _fmt(v: Any) -> str:
@@ -35,38 +36,62 @@ def _md_table(df) -> str:
     return "\n".join(lines)
 
 
+def anchor(title: str) -> str:
+    """A section's anchor: its title, lower case, runs of other characters as one hyphen."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;color:#222}"
+    "h1{margin:.3em 0}h2{margin:1.2em 0 .4em}nav{font-size:13px;line-height:1.7}"
+    "nav a{margin-right:.9em;white-space:nowrap}"
+    ".tbl{max-height:340px;overflow:auto;max-width:100%}"
+    "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
+    "th{position:sticky;top:0;background:#f4f4f4}"
+    ".figs{display:flex;flex-wrap:wrap;gap:1em}figure{margin:.5em 0;flex:1 1 480px;max-width:600px}"
+    "figure img{width:100%;height:auto}figcaption{font-size:13px;color:#555}.na{color:#a60}"
+)
+
+
 def render_html(report: Report) -> str:
+    toc = " ".join(
+        f"<a href='#{anchor(s.title)}'>{html.escape(s.title)}</a>" for s in report.sections
+    )
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>nas report: {html.escape(report.campaign)}</title><style>",
-        "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}",
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}",
-        "figure{margin:1em 0}figcaption{font-size:13px;color:#555}.na{color:#a60}</style></head><body>",
+        f"<title>nas report: {html.escape(report.campaign)}</title><style>{STYLE}</style></head><body>",
         f"<h1>Campaign {html.escape(report.campaign)}</h1>",
         f"<p>{html.escape(report.summary)}</p>",
-        f"<p>Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from {html.escape(str(report.folder))}.</p>",
+        f"<nav><b>Contents:</b> {toc}</nav>",
     ]
     for s in report.sections:
-        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        parts.append(f"<h2 id='{anchor(s.title)}'>{html.escape(s.title)}</h2>")
         if s.unavailable:
             parts.append(f"<p class='na'>Not drawn: {html.escape(s.unavailable)}.</p>")
         if s.text:
             parts.append(f"<p>{html.escape(s.text)}</p>")
+        if s.figures:  # figures before the table: the front and its table on the first screen
+            parts.append("<div class='figs'>")
+            for f in s.figures:
+                data = base64.b64encode(f.png).decode()
+                parts.append(
+                    f"<figure><img alt='{html.escape(f.name)}' src='data:image/png;base64,{data}'>"
+                    f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
+                )
+            parts.append("</div>")
         if s.table is not None and len(s.table):
-            parts.append(_html_table(s.table))
-        for f in s.figures:
-            data = base64.b64encode(f.png).decode()
-            parts.append(
-                f"<figure><img alt='{html.escape(f.name)}' src='data:image/png;base64,{data}'>"
-                f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
-            )
+            parts.append(f"<div class='tbl'>{_html_table(s.table)}</div>")
+    parts.append(
+        f"<p>Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from {html.escape(str(report.folder))}.</p>"
+    )
     return "\n".join(parts + ["</body></html>"])
 
 
 def render_md(report: Report) -> str:
-    parts = [f"# Campaign {report.campaign}", "", report.summary, ""]
+    parts = [f"# Campaign {report.campaign}", "", report.summary, "", "Contents:", ""]
+    parts += [f"- [{s.title}](#{anchor(s.title)})" for s in report.sections] + [""]
     for s in report.sections:
-        parts += [f"## {s.title}", ""]
+        parts += [f'<a id="{anchor(s.title)}"></a>', "", f"## {s.title}", ""]
         if s.unavailable:
             parts += [f"Not drawn: {s.unavailable}.", ""]
         if s.text:

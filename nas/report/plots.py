@@ -31,12 +31,49 @@ def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (6.4, 4.2)
     return plt.subplots(rows, cols, figsize=size, squeeze=rows * cols == 1)
 
 
+def latency_interval(rows, x: str):
+    """(2, n) error-bar lengths of ``x`` from the confidence interval each row carries
+    (``latency_ci_low_ms``/``latency_ci_high_ms``, the interval of the median latency), or None
+    when ``x`` is not the median latency or no row has its interval; 0 where a row has none."""
+    cols = ("latency_ci_low_ms", "latency_ci_high_ms")
+    if x != "latency_ms_p50" or not all(c in rows for c in cols) or not len(rows):
+        return None
+    low, high = (rows[c].to_numpy(float) for c in cols)
+    if not np.isfinite(low).any():
+        return None
+    mid = rows[x].to_numpy(float)
+    lo, hi = np.nan_to_num(mid - low), np.nan_to_num(high - mid)
+    return np.vstack([np.clip(lo, 0, None), np.clip(hi, 0, None)])
+
+
+def seed_spread(df, rows, y: str):
+    """(2, n) error-bar lengths of ``y``: each row's distance to the lowest and highest ``y`` of
+    the finished rows of the same candidate (its other seeds), or None when no candidate of
+    ``rows`` ran with more than one seed."""
+    if "candidate_id" not in df or not len(rows):
+        return None
+    ok = df[(df["status"] == "ok") & df[y].notna()] if "status" in df else df[df[y].notna()]
+    groups = ok.groupby("candidate_id")[y]
+    lo, hi, n = groups.min(), groups.max(), groups.size()
+    ids = rows["candidate_id"]
+    if not (ids.map(n).fillna(0) > 1).any():
+        return None
+    value = rows[y].to_numpy(float)
+    down = np.nan_to_num(value - ids.map(lo).to_numpy(float))
+    up = np.nan_to_num(ids.map(hi).to_numpy(float) - value)
+    return np.vstack([np.clip(down, 0, None), np.clip(up, 0, None)])
+
+
 def plot_pareto(df, result, x: str, objectives) -> Figure:
     y = next((c for c, s in objectives.items() if s == "max"), "val_acc")
-    fig, ax = _figure()
+    fig, ax = _figure(size=(5.6, 3.7))
     eligible = df[result.eligible]
     others = df[~result.eligible & df[x].notna()] if x in df else df.iloc[:0]
-    ax.scatter(eligible[x], eligible[y], s=22, color="tab:blue", alpha=0.6, label="finished")
+    xerr, yerr = latency_interval(eligible, x), seed_spread(df, eligible, y)
+    ax.errorbar(
+        eligible[x], eligible[y], xerr=xerr, yerr=yerr, fmt="o", ms=4, color="tab:blue",
+        alpha=0.6, ecolor="0.6", elinewidth=0.8, capsize=2, label="finished",
+    )  # fmt: skip
     if len(others):  # not trained (infeasible, failed): no accuracy, drawn on the floor
         floor = float(np.nanmin(eligible[y])) if len(eligible) else 0.0
         ax.scatter(
@@ -53,10 +90,22 @@ def plot_pareto(df, result, x: str, objectives) -> Figure:
     ax.set_ylabel(label(y))
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    bars = []
+    xs = eligible[x].to_numpy(float)
+    xs = xs[np.isfinite(xs)]
+    if len(xs) and xs.min() > 0 and xs.max() > 10 * xs.min():  # a few slow outliers would
+        ax.set_xscale("log")  # squeeze the front against the axis
+        bars.append("log scale")
+    if xerr is not None:
+        bars.append("horizontal bars: the 95% interval of each median latency")
+    if yerr is not None:
+        bars.append(f"vertical bars: the range of {y} over the candidate's seeds")
     caption = (
         f"{label(y)} vs {label(x)} for every finished trial; red: the Pareto front over "
         f"{', '.join(objectives)}; circled: knee point; grey crosses: trials that were not "
-        "trained (infeasible or failed), placed at the lowest accuracy."
+        "trained (infeasible or failed), placed at the lowest accuracy"
+        + ("; " + "; ".join(bars) if bars else "")
+        + "."
     )
     return Figure(f"pareto_{x}", caption, _png(fig))
 
