@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from nas.cli.campaigns import add_campaign, add_quiet, add_resume, cmd_demo, cmd_export, cmd_report
+from nas.cli.claims import add_claims
 from nas.cli.commands import cmd_bench, cmd_erf, cmd_measure, cmd_sample, cmd_validate
 from nas.cli.flags import EPILOG, positive_int
 from nas.cli.surrogates import add_replay, add_surrogate
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_export,
         add_surrogate,
         add_replay,
+        add_claims,
         _add_demo,
     ):
         add(sub)
