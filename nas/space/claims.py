@@ -73,7 +73,7 @@ class ClaimSet:
 
 
 def parse_claims(
-    err: Callable[[str, str], Any], value: Any, grids: Mapping[str, list]
+    err: Callable[[str, str], Any], value: Any, grids: Mapping[str, Any]
 ) -> ClaimSet | None:
     """The ``claims:`` block (None when absent); ``grids``: each finite axis of the space and its
     values (``stage.kernel`` for the per-stage kernels). ``err(key_path, message)`` raises."""
@@ -108,7 +108,7 @@ def parse_claims(
     return claims
 
 
-def _claim(err, path: str, raw: Any, grids: Mapping[str, list], factorial: bool) -> Claim:
+def _claim(err, path: str, raw: Any, grids: Mapping[str, Any], factorial: bool) -> Claim:
     if not isinstance(raw, Mapping):
         err(path, f"expected a mapping with keys {list(CLAIM_KEYS)}, got {raw!r}")
     for key in raw:
@@ -136,7 +136,7 @@ def _claim(err, path: str, raw: Any, grids: Mapping[str, list], factorial: bool)
     return Claim(name, treatment, control, metric, m.group(1), float(m.group(2)), says)
 
 
-def _points(err, path: str, raw: Mapping, grids: Mapping[str, list], factorial: bool):
+def _points(err, path: str, raw: Mapping, grids: Mapping[str, Any], factorial: bool):
     """(treatment, control) as ``{axis: value}`` points, each value checked against its axis."""
     if "axis" in raw:
         axis = raw["axis"]
@@ -166,7 +166,15 @@ def _points(err, path: str, raw: Mapping, grids: Mapping[str, list], factorial: 
                 err(where, f"{axis!r} is not a finite dimension of the space; allowed: "
                     f"{sorted(grids)}")  # fmt: skip
             if v not in grids[axis]:
-                err(where, f"{v!r} is not a value of {axis}; allowed: {list(grids[axis])}")
+                err(where, f"{v!r} is not a value of {axis}; allowed: {_values(grids[axis])}")
     if points[0] == points[1]:
         err(f"{path}.control", "equals the treatment: there is no effect to measure")
     return dict(points[0]), dict(points[1])
+
+
+def _values(grid) -> str:
+    if isinstance(grid, range):
+        return f"integers {grid.start}..{grid.stop - 1}" + (
+            f" in steps of {grid.step}" if grid.step != 1 else ""
+        )
+    return str(list(grid))

@@ -42,16 +42,7 @@ TOP_KEYS = (
 
 def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None) -> Space:
     err = SpaceErrors(source)
-    if data is None:  # an empty, comment-only or `null` file: a truncated or wrongly saved space
-        err("<root>", f"empty document: expected a mapping with keys {list(TOP_KEYS)}")
-    if not isinstance(data, Mapping):
-        err("<root>", f"expected a mapping with keys {list(TOP_KEYS)}, got {type(data).__name__}")
-    for key in data:
-        if key not in TOP_KEYS:
-            err(
-                str(key),
-                f"unknown top-level key{did_you_mean(key, TOP_KEYS)}; allowed: {list(TOP_KEYS)}",
-            )
+    _check_top(err, data)
     name = data.get("name") or (Path(source).stem if source != "<space>" else "space")
     if not isinstance(name, str):
         err("name", f"expected a string, got {name!r}")
@@ -104,7 +95,20 @@ def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None)
     )
 
 
-def _grids(dims) -> dict[str, list]:
+def _check_top(err: SpaceErrors, data: Any) -> None:
+    if data is None:  # an empty, comment-only or `null` file: a truncated or wrongly saved space
+        err("<root>", f"empty document: expected a mapping with keys {list(TOP_KEYS)}")
+    if not isinstance(data, Mapping):
+        err("<root>", f"expected a mapping with keys {list(TOP_KEYS)}, got {type(data).__name__}")
+    for key in data:
+        if key not in TOP_KEYS:
+            err(
+                str(key),
+                f"unknown top-level key{did_you_mean(key, TOP_KEYS)}; allowed: {list(TOP_KEYS)}",
+            )
+
+
+def _grids(dims) -> dict[str, Any]:
     """Each finite dimension an ablation can vary and its values (``stage.<i>.kernel`` as
     ``stage.kernel``), as ``nas.campaign.plan`` reads them."""
     out: dict[str, list] = {}
@@ -113,7 +117,7 @@ def _grids(dims) -> dict[str, list]:
         parts = d.name.split(".")
         name = f"stage.{parts[2]}" if len(parts) == 3 and parts[0] == "stage" else d.name
         if grid is not None and name not in out:
-            out[name] = list(grid)
+            out[name] = grid  # a tuple, or a range (an int range may be huge)
     return out
 
 
