@@ -170,3 +170,14 @@ def test_report_section_means_per_axis_value_and_plots_each_axis():
     assert [f.name for f in section.figures] == ["featdiv_param_width", "featdiv_pretrain_method"]
     assert "8 validation images" in section.text
     assert "feature_diversity: true" in featdiv_section(pd.DataFrame(rows[:1])).unavailable
+
+
+def test_a_trained_trial_records_its_feature_diversity():
+    from nas.campaign.trial import TrialSpec, run_trial
+
+    spec = TrialSpec(campaign="t", mode="survey", data={"dataset": "digits", "limit": 300},
+                     train={"epochs": 1, "batch_size": 64}, latency_inline=False,
+                     measure={"proxies": False, "feature_diversity": True, "featdiv_images": 6})  # fmt: skip
+    row = run_trial(spec, _tiny(), trial_id="one", seed=0)
+    assert row["status"] == "ok" and row["featdiv_error"] is None and row["featdiv_images"] == 6
+    assert all(0 <= row[c] <= 2 for c in FEATDIV_COLUMNS)
