@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo claims test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m nas.cli demo
+
+# every claim space of spaces/claims/ as an ablation campaign with its verdicts (resumable)
+claims: $(STAMP)
+	$(PY) -m nas.cli claims
 
 # --durations=15: the 15 slowest tests, to keep the suite under its 20-minute budget
 test: $(STAMP)

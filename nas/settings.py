@@ -200,10 +200,17 @@ MEASURE_RULES: dict[str, Rule] = {
     "proxy_batch": (as_int(2), "an integer >= 2 (images of the training split)"),
     "erf": (as_bool, "true or false (the ERF of the trained network)"),
     "erf_images": (as_int(1), "an integer >= 1 (images of the validation split)"),
+    "feature_diversity": (
+        as_bool,
+        "true or false (per-stage channel cosine distance of the trained network)",
+    ),
+    "featdiv_images": (as_int(1), "an integer >= 1 (images of the validation split)"),
 }
 MEASURE_DEFAULTS: dict[str, Any] = {
     "proxies": PROXIES,
     "proxy_batch": 64,
     "erf": False,
     "erf_images": 16,
+    "feature_diversity": False,
+    "featdiv_images": 16,
 }

@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_SENSE",
     "DW_MIXERS",
     "ERF_COLUMNS",
+    "FEATDIV_COLUMNS",
     "FINISHED_STATUSES",
     "GLOBAL_MIXERS",
     "MACROS",
@@ -80,6 +81,8 @@ COLUMNS = COST_COLUMNS + METRIC_COLUMNS
 PROXIES = ("synflow", "grad_norm", "snip", "naswot")
 # ERF high-contribution area ratios (nas.measure.erf), after training; smaller: more concentrated.
 ERF_COLUMNS = ("erf_r20", "erf_r30", "erf_r50", "erf_r99")
+# Feature diversity per stage (nas.measure.featdiv), after training; 0: collapsed channels.
+FEATDIV_COLUMNS = ("featdiv_s0", "featdiv_s1", "featdiv_s2", "featdiv_s3")
 
 DEFAULT_SENSE = {c: "min" for c in COLUMNS} | {"val_acc": "max", "images_per_s": "max"}
 

@@ -26,6 +26,7 @@ LAYERS = {
     "nas.report": 6,
     "nas.bench": 7,
     "nas.surrogate": 7,
+    "nas.claims": 7,  # runs campaigns and reads their reports: above campaign and report
     "nas.cli": 8,
     "nas": 9,  # the package facade (lazy re-exports of the public API)
 }

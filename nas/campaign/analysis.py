@@ -7,8 +7,11 @@
 * The effective receptive field (``nas.measure.erf``) of the trained network on the first
   ``erf_images`` validation images: the ratios, and the contribution map averaged down to at most
   ``ERF_MAP_SIDE`` pixels a side (it travels in the row: no shared filesystem needed).
+* Feature diversity (``nas.measure.featdiv``) of the trained network on the first
+  ``featdiv_images`` validation images: ``featdiv_s<i>`` per stage.
 
-A proxy or ERF that cannot be computed is NaN with its reason (``proxy_errors``, ``erf_error``);
+A proxy, ERF or feature diversity that cannot be computed is NaN with its reason
+(``proxy_errors``, ``erf_error``, ``featdiv_error``);
 it never fails a trial.
 """
 
@@ -24,9 +27,16 @@ import torch
 import torch.nn.functional as F
 
 from nas.settings import MEASURE_DEFAULTS, MEASURE_RULES, parse_fields
-from nas.vocab import ERF_COLUMNS
+from nas.vocab import ERF_COLUMNS, FEATDIV_COLUMNS
 
-__all__ = ["ERF_MAP_SIDE", "erf_columns", "init_proxies", "measure_settings", "proxy_batch"]
+__all__ = [
+    "ERF_MAP_SIDE",
+    "erf_columns",
+    "featdiv_columns",
+    "init_proxies",
+    "measure_settings",
+    "proxy_batch",
+]
 
 ERF_MAP_SIDE = 32
 
@@ -87,4 +97,25 @@ def erf_columns(model, data, settings: Mapping[str, Any]) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - recorded in the row, the trial goes on
         out = {**dict.fromkeys(ERF_COLUMNS, math.nan), "erf_error": f"{type(e).__name__}: {e}"}
     out["erf_s"] = time.perf_counter() - t0
+    return out
+
+
+def featdiv_columns(model, data, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``featdiv_s<i>`` per stage of ``model`` on validation images, ``featdiv_images`` and
+    ``featdiv_s`` (seconds); ``{}`` when the ``measure:`` section leaves it off."""
+    from nas.measure.featdiv import stage_diversity
+
+    if not settings["feature_diversity"]:
+        return {}
+    t0 = time.perf_counter()
+    try:
+        device = next(model.parameters()).device
+        n = min(int(settings["featdiv_images"]), data.num_val)
+        images, _ = next(data.batches("val", n, generator=None, device=device))
+        out: dict[str, Any] = {**stage_diversity(model, images.to(device)), "featdiv_error": None}
+        out["featdiv_images"] = n
+    except Exception as e:  # noqa: BLE001 - recorded in the row, the trial goes on
+        out = {**dict.fromkeys(FEATDIV_COLUMNS, math.nan)}
+        out["featdiv_error"] = f"{type(e).__name__}: {e}"
+    out["featdiv_s"] = time.perf_counter() - t0
     return out

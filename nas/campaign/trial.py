@@ -257,7 +257,12 @@ def _numeric_costs(row: Mapping[str, Any]) -> dict[str, float]:
 def _train(
     spec: TrialSpec, candidate: Candidate, configs: tuple, row: dict, report, checkpoint
 ) -> None:
-    from nas.campaign.analysis import erf_columns, init_proxies, measure_settings
+    from nas.campaign.analysis import (
+        erf_columns,
+        featdiv_columns,
+        init_proxies,
+        measure_settings,
+    )
     from nas.models.build import build_model
     from nas.pretrain.loop import PretrainConfig
     from nas.train import TrainConfig, train
@@ -299,6 +304,7 @@ def _train(
     row["status"], row["reason"] = result.status, result.reason or None
     if result.status == "ok":
         row.update(erf_columns(model, data, settings))
+        row.update(featdiv_columns(model, data, settings))
 
 
 def _pretrain(candidate, data, pre_cfg, cfg, row, report, checkpoint, costs) -> dict | None:

@@ -206,6 +206,10 @@ def cmd_measure(args) -> int:
     from nas.measure.proxies import PROXIES
 
     device = str(resolve_device(args.device))
+    if args.weights and not args.feature_diversity:
+        raise UserError(
+            "--weights: only --feature-diversity reads weights; add it or drop --weights"
+        )
     rows = []
     for c in _targets(args.target, args.n, args.seed):
         size = args.image_size or c.image_size
@@ -226,6 +230,8 @@ def cmd_measure(args) -> int:
         )
         if args.proxies:
             row.update(_proxies(c, args.seed))
+        if args.feature_diversity:
+            row.update(_feature_diversity(c, args))
         rows.append(row)
         if args.json:
             print(json.dumps(row), flush=True)
@@ -238,7 +244,7 @@ def cmd_measure(args) -> int:
             if row["status"] != "ok":
                 print(f"{row['candidate_id']}  {row['status']}: {row['error']}", flush=True)
                 continue
-            proxies = "".join(f"  {p} {row[p]:.4g}" for p in PROXIES if p in row)
+            proxies = _extras(row, PROXIES)
             print(
                 f"{row['candidate_id']}  params {row['params']:,} (deploy {row['params_deploy']:,})  "
                 f"MACs {row['macs'] / 1e6:,.2f} M (deploy {row['macs_deploy'] / 1e6:,.2f} M)  latency {lat}  "
@@ -253,6 +259,38 @@ def cmd_measure(args) -> int:
         )
     assert all(k in rows[0] for k in ROW_KEYS)
     return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def _extras(row: dict, proxies) -> str:
+    """The proxies' and the feature diversity's values of a measured row, as one line's tail."""
+    out = "".join(f"  {p} {row[p]:.4g}" for p in proxies if p in row)
+    return out + "".join(f"  {k} {v:.4f}" for k, v in row.items() if k.startswith("featdiv_s"))
+
+
+def _feature_diversity(candidate, args) -> dict:
+    """``featdiv_s<i>`` of the candidate (at init, or with ``--weights``) on ``--images``
+    validation images of ``--dataset`` at the candidate's size."""
+    import torch
+
+    from nas.measure.featdiv import stage_diversity
+    from nas.models.build import build_model
+    from nas.models.weights import load_weights
+
+    fitted, data = fit_to_data(
+        candidate,
+        dataset=args.dataset,
+        image_size=candidate.image_size,
+        seed=args.seed,
+        path=args.data_path,
+    )
+    torch.manual_seed(args.seed)
+    model = build_model(fitted)
+    if args.weights:
+        load_weights(model, args.weights)
+    images, _ = next(
+        data.batches("val", min(args.images, data.num_val), generator=None, device="cpu")
+    )
+    return {**stage_diversity(model, images), "featdiv_images": len(images)}
 
 
 def cmd_bench(args) -> int:

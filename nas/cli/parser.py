@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from nas.cli.campaigns import add_campaign, add_quiet, add_resume, cmd_demo, cmd_export, cmd_report
+from nas.cli.claims import add_claims
 from nas.cli.commands import cmd_bench, cmd_erf, cmd_measure, cmd_sample, cmd_validate
 from nas.cli.dashboard import add_dashboard
 from nas.cli.flags import EPILOG, positive_int
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_export,
         add_surrogate,
         add_replay,
+        add_claims,
         _add_demo,
     ):
         add(sub)
@@ -160,11 +162,26 @@ def _add_measure(sub) -> None:
         action="store_true",
         help="time in NCHW instead of the default channels_last layout",
     )
+    _add_featdiv_flags(m)
+    m.set_defaults(func=cmd_measure)
+
+
+def _add_featdiv_flags(m) -> None:
+    """``nas measure``'s flags of what is measured beside costs: proxies, feature diversity."""
     m.add_argument(
         "--no-latency", action="store_true", help="skip timing (params, MACs, memory only)"
     )
     m.add_argument("--proxies", action="store_true", help="zero-cost proxies at init (64 digits)")
-    m.set_defaults(func=cmd_measure)
+    m.add_argument(
+        "--feature-diversity",
+        action="store_true",
+        help="per-stage feature diversity (ConvNeXt V2's channel cosine distance, featdiv_s<i>) "
+        "on --images validation images of --dataset",
+    )
+    m.add_argument("--weights", default=None, help="weights for --feature-diversity (default: init)")  # fmt: skip
+    m.add_argument("--images", type=positive_int, default=16, help="images for --feature-diversity (default 16)")  # fmt: skip
+    m.add_argument("--dataset", default="digits", help="data set for --feature-diversity (default digits)")  # fmt: skip
+    m.add_argument("--data-path", default=None, help="data folder for cifar10/imagefolder (or NAS_DATA)")  # fmt: skip
 
 
 def _add_erf(sub) -> None:

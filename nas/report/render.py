@@ -16,7 +16,9 @@ from nas.campaign.table import campaign_objectives, load_campaign, records
 from nas.errors import UserError
 from nas.report import plots
 from nas.report.analysis import erf_section, funnel_section, proxy_section
+from nas.report.claims import claims_section
 from nas.report.document import LABELS, MAX_EDF_AXES, Figure, Report, Section
+from nas.report.featdiv import featdiv_section
 from nas.report.pages import render_html, render_md
 
 __all__ = ["Figure", "Report", "build_report", "write_report"]
@@ -57,6 +59,8 @@ def build_report(
         funnel_section(df),
         proxy_section(df),
         erf_section(df, front),
+        featdiv_section(df),
+        claims_section(df, folder),
         _ablation_section(df),
         *_factorial_sections(df),
         _attribution_section(df, front, knees),

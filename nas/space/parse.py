@@ -14,6 +14,7 @@ from nas.documents import DocumentError, read_yaml
 from nas.errors import SpaceError, did_you_mean
 from nas.settings import DATA_RULES, DATASETS, MEASURE_RULES, PRETRAIN_RULES, TRAIN_RULES, Rule
 from nas.space.candidate import Candidate, CandidateError, load_candidate
+from nas.space.claims import parse_claims
 from nas.space.dimparse import DimParser, SpaceErrors, accepts
 from nas.space.dims import is_number
 from nas.space.pretrain import check_mask
@@ -35,21 +36,13 @@ TOP_KEYS = (
     "constraints",
     "sampler",
     "space",
+    "claims",
 )
 
 
 def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None) -> Space:
     err = SpaceErrors(source)
-    if data is None:  # an empty, comment-only or `null` file: a truncated or wrongly saved space
-        err("<root>", f"empty document: expected a mapping with keys {list(TOP_KEYS)}")
-    if not isinstance(data, Mapping):
-        err("<root>", f"expected a mapping with keys {list(TOP_KEYS)}, got {type(data).__name__}")
-    for key in data:
-        if key not in TOP_KEYS:
-            err(
-                str(key),
-                f"unknown top-level key{did_you_mean(key, TOP_KEYS)}; allowed: {list(TOP_KEYS)}",
-            )
+    _check_top(err, data)
     name = data.get("name") or (Path(source).stem if source != "<space>" else "space")
     if not isinstance(name, str):
         err("name", f"expected a string, got {name!r}")
@@ -83,6 +76,7 @@ def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None)
     raw = data.get("space") or {}
     ordered = _dims(err, stages, raw)
     _check_pretrain(source, base, pretrain, ordered)
+    claims = parse_claims(err, data.get("claims"), _grids(ordered))
     return Space(
         name=name,
         dims=ordered,
@@ -97,7 +91,34 @@ def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None)
         sampler=sampler,
         description=str(data.get("description", "")),
         source=source,
+        claims=claims,
     )
+
+
+def _check_top(err: SpaceErrors, data: Any) -> None:
+    if data is None:  # an empty, comment-only or `null` file: a truncated or wrongly saved space
+        err("<root>", f"empty document: expected a mapping with keys {list(TOP_KEYS)}")
+    if not isinstance(data, Mapping):
+        err("<root>", f"expected a mapping with keys {list(TOP_KEYS)}, got {type(data).__name__}")
+    for key in data:
+        if key not in TOP_KEYS:
+            err(
+                str(key),
+                f"unknown top-level key{did_you_mean(key, TOP_KEYS)}; allowed: {list(TOP_KEYS)}",
+            )
+
+
+def _grids(dims) -> dict[str, Any]:
+    """Each finite dimension an ablation can vary and its values (``stage.<i>.kernel`` as
+    ``stage.kernel``), as ``nas.campaign.plan`` reads them."""
+    out: dict[str, list] = {}
+    for d in dims:
+        grid = d.grid() if d.kind != "derive" and not d.name.startswith("vars.") else None
+        parts = d.name.split(".")
+        name = f"stage.{parts[2]}" if len(parts) == 3 and parts[0] == "stage" else d.name
+        if grid is not None and name not in out:
+            out[name] = grid  # a tuple, or a range (an int range may be huge)
+    return out
 
 
 def _dims(err: SpaceErrors, stages: int, raw: Any) -> tuple:

@@ -24,6 +24,7 @@ from nas.space.candidate import (
     Candidate,
     CandidateError,
 )
+from nas.space.claims import ClaimSet
 from nas.space.dims import Dim, decode, encode, grid_size
 from nas.space.expr import ExprError
 from nas.space.pretrain import check_mask
@@ -70,6 +71,7 @@ class Space:
     sampler: str = "tpe"
     description: str = ""
     source: str = "<space>"
+    claims: ClaimSet | None = None  # the claims: block (nas.space.claims)
 
     # -------------------------------------------------------------- sampling
     def sample_params(self, rng: np.random.Generator) -> dict[str, Any]:
