@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo claims test test-fast lint clean
+.PHONY: setup demo claims test test-fast lint docs clean
 
 setup: $(STAMP)
 
@@ -30,8 +30,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m 'not heavy'
 
+# the docs/ site into site/ (offline; the CLI and YAML references are generated from the code)
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict -d site
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check nas tests && $(VENV)/bin/ruff format --check nas tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

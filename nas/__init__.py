@@ -9,7 +9,7 @@ mixing and ConvNeXt V2's GRN as axes of one YAML design space. Public API::
     model = nas.build_model(candidate)          # training form
     deploy = nas.reparameterize(model)          # deploy copy, re-param branches merged
 
-The package is laid out as the pipeline (see README "How the code is laid out"): ``space`` ->
+The package is laid out as the pipeline (see docs/layout.md): ``space`` ->
 ``models`` -> ``measure`` -> ``train`` -> ``campaign`` -> ``report``, with ``bench`` and ``cli``
 on top. Heavy modules (torch) are imported on first use, so the CLI starts fast.
 """

@@ -2,7 +2,7 @@
 and ``ray start --address=...`` on 127.0.0.3, each a separate ``ray start --block`` process in its
 own session (process group), so that a node can be killed alone and ``shutdown`` stops exactly
 what this object started (never a machine-wide ``ray stop``). Used by the tests, by ``nas bench
-campaign`` (the 2-node case) and to try a cluster without one (README).
+campaign`` (the 2-node case) and to try a cluster without one (docs/clusters.md).
 
 Settings from ../shared/stack.md: ``RAY_AUTH_MODE=disabled`` on every command (T2), loopback node
 addresses other than 127.0.0.1 (T3), usage stats off and small object stores (T4), a private

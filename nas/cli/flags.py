@@ -8,7 +8,8 @@ from pathlib import Path
 from nas.errors import UserError, blocking_file
 
 EPILOG = (
-    "Docs: README.md (YAML reference, CLI reference). Bad input exits with code 2 and one line."
+    "Docs: docs/ (mkdocs serve; the YAML and CLI references are generated there). "
+    "Bad input exits with code 2 and one line."
 )
 
 

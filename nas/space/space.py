@@ -1,6 +1,6 @@
 """Design spaces: YAML -> a typed ``Space`` that samples (numpy) and suggests (Optuna) candidates.
 
-See README.md "YAML reference" for the language. In short, every entry under ``space:`` is a
+See docs/design-spaces.md for the language. In short, every entry under ``space:`` is a
 dimension: a fixed value, ``{choice: [...]}``, ``{int: [lo, hi], step: s, log: bool}``,
 ``{float: [lo, hi], log: bool}`` or ``{derive: "expression"}``, each optionally with
 ``when: {other: value | [values]}``. Entries under ``space.stage`` are sampled once per stage
