@@ -21,6 +21,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -83,21 +84,17 @@ def erf_columns(model, data, settings: Mapping[str, Any]) -> dict[str, Any]:
 
     if not settings["erf"]:
         return {}
-    t0 = time.perf_counter()
-    try:
-        device = next(model.parameters()).device
-        n = min(int(settings["erf_images"]), data.num_val)
-        images, _ = next(data.batches("val", n, generator=None, device=device))
-        contribution = erf_map(model, images.to(device)).double().cpu()
-        out: dict[str, Any] = {**erf_ratios(contribution), "erf_error": None}
+
+    def measure(images: torch.Tensor) -> dict[str, Any]:
+        contribution = erf_map(model, images).double().cpu()
         side = min(ERF_MAP_SIDE, *contribution.shape)
         small = F.adaptive_avg_pool2d(contribution[None, None], side)[0, 0]
-        out["erf_map"] = [[float(f"{v:.6g}") for v in row] for row in small.tolist()]
-        out["erf_images"] = n
-    except Exception as e:  # noqa: BLE001 - recorded in the row, the trial goes on
-        out = {**dict.fromkeys(ERF_COLUMNS, math.nan), "erf_error": f"{type(e).__name__}: {e}"}
-    out["erf_s"] = time.perf_counter() - t0
-    return out
+        return {
+            **erf_ratios(contribution),
+            "erf_map": [[float(f"{v:.6g}") for v in row] for row in small.tolist()],
+        }
+
+    return _on_val_images(model, data, settings["erf_images"], measure, "erf", ERF_COLUMNS)
 
 
 def featdiv_columns(model, data, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,15 +104,24 @@ def featdiv_columns(model, data, settings: Mapping[str, Any]) -> dict[str, Any]:
 
     if not settings["feature_diversity"]:
         return {}
+    measure = partial(stage_diversity, model)
+    return _on_val_images(
+        model, data, settings["featdiv_images"], measure, "featdiv", FEATDIV_COLUMNS
+    )
+
+
+def _on_val_images(model, data, images: int, measure, prefix: str, columns) -> dict[str, Any]:
+    """``measure(images)`` on the first ``images`` validation images (at most the split), with
+    ``<prefix>_images``, ``<prefix>_s`` (seconds) and ``<prefix>_error``: NaN ``columns`` and the
+    reason when it fails (the trial goes on)."""
     t0 = time.perf_counter()
     try:
         device = next(model.parameters()).device
-        n = min(int(settings["featdiv_images"]), data.num_val)
-        images, _ = next(data.batches("val", n, generator=None, device=device))
-        out: dict[str, Any] = {**stage_diversity(model, images.to(device)), "featdiv_error": None}
-        out["featdiv_images"] = n
+        n = min(int(images), data.num_val)
+        batch, _ = next(data.batches("val", n, generator=None, device=device))
+        out: dict[str, Any] = {**measure(batch.to(device)), f"{prefix}_error": None}
+        out[f"{prefix}_images"] = n
     except Exception as e:  # noqa: BLE001 - recorded in the row, the trial goes on
-        out = {**dict.fromkeys(FEATDIV_COLUMNS, math.nan)}
-        out["featdiv_error"] = f"{type(e).__name__}: {e}"
-    out["featdiv_s"] = time.perf_counter() - t0
+        out = {**dict.fromkeys(columns, math.nan), f"{prefix}_error": f"{type(e).__name__}: {e}"}
+    out[f"{prefix}_s"] = time.perf_counter() - t0
     return out
