@@ -12,9 +12,17 @@ from typing import Any
 
 from nas.documents import DocumentError, read_yaml
 from nas.errors import SpaceError, did_you_mean
-from nas.settings import DATA_RULES, DATASETS, MEASURE_RULES, PRETRAIN_RULES, TRAIN_RULES, Rule
+from nas.settings import (
+    DATA_RULES,
+    DATASETS,
+    MEASURE_RULES,
+    PRETRAIN_RULES,
+    TRAIN_RULES,
+    Rule,
+    check_rule,
+)
 from nas.space.candidate import Candidate, CandidateError, load_candidate
-from nas.space.dimparse import DimParser, SpaceErrors, accepts
+from nas.space.dimparse import DimParser, SpaceErrors
 from nas.space.dims import is_number
 from nas.space.pretrain import check_mask
 from nas.space.space import Space
@@ -131,8 +139,9 @@ def _section(err: SpaceErrors, name: str, value: Any, rules: dict[str, Rule]) ->
             err(f"{name}.{key}", f"unknown key{did_you_mean(key, rules)}; allowed: {list(rules)}")
         if name == "data" and key == "dataset" and isinstance(v, str) and v not in DATASETS:
             continue  # named with a suggestion by the caller
-        if not accepts(rules[key], v):
-            err(f"{name}.{key}", f"expected {rules[key][1]}, got {v!r}")
+        problem = check_rule(rules[key], v)
+        if problem is not None:
+            err(f"{name}.{key}{problem[0]}", problem[1])
     return dict(value)
 
 
