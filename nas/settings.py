@@ -21,6 +21,10 @@ from nas.vocab import PROXIES
 __all__ = [
     "DATASETS",
     "DATA_RULES",
+    "PATHFINDER_RULES",
+    "PROCEDURAL",
+    "SAMEDIFF_RULES",
+    "FieldError",
     "MEASURE_DEFAULTS",
     "MEASURE_RULES",
     "PRETRAIN_METHODS",
@@ -31,6 +35,8 @@ __all__ = [
     "as_choice",
     "as_float",
     "as_int",
+    "as_section",
+    "check_rule",
     "optional",
     "parse_fields",
 ]
@@ -41,7 +47,10 @@ DATASETS: dict[str, int | None] = {
     "cifar10": 10,
     "imagefolder": None,
     "synthetic": 10,
+    "pathfinder": 2,
+    "samediff": 2,
 }
+PROCEDURAL = ("pathfinder", "samediff")  # generated from a seed; settings under data.<name>
 
 
 Rule = tuple[Callable[[Any], Any], str]  # (convert-or-raise, what is allowed)
@@ -63,12 +72,50 @@ def parse_fields(
             raise UserError(
                 f"{source}.{key}: unknown key{did_you_mean(key, rules)}; expected one of {sorted(rules)}"
             )
-        convert, allowed = rules[key]
-        try:
-            out[key] = convert(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{source}.{key}: expected {allowed}, got {value!r}") from None
+        problem = check_rule(rules[key], value)
+        if problem is not None:
+            raise UserError(f"{source}.{key}{problem[0]}: {problem[1]}")
+        out[key] = rules[key][0](value)
     return out
+
+
+class FieldError(ValueError):
+    """A bad value inside a nested section (``data.pathfinder``): the inner ``key`` and what is wrong."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key}: {detail}")
+        self.key, self.detail = key, detail
+
+
+def check_rule(rule: Rule, value: Any) -> tuple[str, str] | None:
+    """None if ``rule`` accepts ``value``; else (the inner key path, "" or ".k", and what is wrong)."""
+    try:
+        rule[0](value)
+    except FieldError as e:
+        return f".{e.key}", e.detail
+    except (TypeError, ValueError):
+        return "", f"expected {rule[1]}, got {value!r}"
+    return None
+
+
+def as_section(rules: Mapping[str, Rule]) -> Callable[[Any], dict[str, Any]]:
+    """A nested mapping checked against its own rule table (a bad inner key is a ``FieldError``)."""
+
+    def convert(v: Any) -> dict[str, Any]:
+        if not isinstance(v, Mapping):
+            raise ValueError
+        out = {}
+        for key, value in v.items():
+            if key not in rules:
+                hint = did_you_mean(key, rules)
+                raise FieldError(str(key), f"unknown key{hint}; expected one of {sorted(rules)}")
+            problem = check_rule(rules[key], value)
+            if problem is not None:
+                raise FieldError(f"{key}{problem[0]}", problem[1])
+            out[key] = rules[key][0](value)
+        return out
+
+    return convert
 
 
 def as_int(lo: int) -> Callable[[Any], int]:
@@ -119,6 +166,39 @@ def _as_str(v: Any) -> str:
     return os.fspath(v)
 
 
+def as_int_in(lo: int, hi: int) -> Callable[[Any], int]:
+    def convert(v: Any) -> int:
+        x = as_int(lo)(v)
+        if x > hi:
+            raise ValueError
+        return x
+
+    return convert
+
+
+# ``data.pathfinder`` (nas.train.pathfinder): lengths in pixels at data.image_size (32..128)
+PATHFINDER_RULES: dict[str, Rule] = {
+    "num_images": (as_int(2), "an integer >= 2 (images generated, half of each class)"),
+    "curve_length": (as_int_in(4, 1024), "an integer in 4..1024 (pixels of arc per curve)"),
+    "distractors": (as_int_in(0, 16), "an integer in 0..16 (unmarked curves besides the two)"),
+    "dash": (as_int_in(1, 64), "an integer in 1..64 (pixels of ink per dash)"),
+    "gap": (as_int_in(0, 16), "an integer in 0..16 (pixels between dashes; 0 = solid)"),
+    "turn": (as_float(0.0, 1.0), "a number in [0, 1] (largest heading change per pixel, radians)"),
+    "marker_radius": (as_int_in(0, 4), "an integer in 0..4 (markers are squares of side 2r+1)"),
+    "seed": (as_int(0), "an integer >= 0 (the images; data.seed fixes the split)"),
+}
+# ``data.samediff`` (nas.train.samediff): two glyphs far apart, same or different
+SAMEDIFF_RULES: dict[str, Rule] = {
+    "num_images": (as_int(2), "an integer >= 2 (images generated, half of each class)"),
+    "glyph": (as_int_in(3, 8), "an integer in 3..8 (side of a glyph's cell in pixels)"),
+    "density": (as_float(0.2, 0.8), "a number in [0.2, 0.8] (fraction of a glyph's pixels inked)"),
+    "min_distance": (
+        optional(as_float(0.0)),
+        "a number of pixels >= 0 or null (image_size / 2): least distance between the glyphs",
+    ),
+    "seed": (as_int(0), "an integer >= 0 (the images; data.seed fixes the split)"),
+}
+
 DATA_RULES: dict[str, Rule] = {
     "dataset": (as_choice(*DATASETS), f"one of {list(DATASETS)}"),
     "image_size": (as_int(4), "an integer >= 4"),
@@ -130,6 +210,14 @@ DATA_RULES: dict[str, Rule] = {
     "flip": (optional(as_bool), "true, false or null (true except for digits)"),
     "crop_pad": (optional(as_int(0)), "an integer >= 0 or null (image_size // 8)"),
     "workers": (as_int(0), "an integer >= 0"),
+    "pathfinder": (
+        optional(as_section(PATHFINDER_RULES)),
+        f"a mapping with keys from {list(PATHFINDER_RULES)}, or null (defaults)",
+    ),
+    "samediff": (
+        optional(as_section(SAMEDIFF_RULES)),
+        f"a mapping with keys from {list(SAMEDIFF_RULES)}, or null (defaults)",
+    ),
 }
 
 

@@ -12,7 +12,15 @@ from typing import Any
 
 from nas.documents import DocumentError, read_yaml
 from nas.errors import SpaceError, did_you_mean
-from nas.settings import DATA_RULES, DATASETS, MEASURE_RULES, PRETRAIN_RULES, TRAIN_RULES, Rule
+from nas.settings import (
+    DATA_RULES,
+    DATASETS,
+    MEASURE_RULES,
+    PRETRAIN_RULES,
+    TRAIN_RULES,
+    Rule,
+    check_rule,
+)
 from nas.space.candidate import Candidate, CandidateError, load_candidate
 from nas.space.claims import parse_claims
 from nas.space.dimparse import DimParser, SpaceErrors, accepts
@@ -152,8 +160,9 @@ def _section(err: SpaceErrors, name: str, value: Any, rules: dict[str, Rule]) ->
             err(f"{name}.{key}", f"unknown key{did_you_mean(key, rules)}; allowed: {list(rules)}")
         if name == "data" and key == "dataset" and isinstance(v, str) and v not in DATASETS:
             continue  # named with a suggestion by the caller
-        if not accepts(rules[key], v):
-            err(f"{name}.{key}", f"expected {rules[key][1]}, got {v!r}")
+        problem = check_rule(rules[key], v)
+        if problem is not None:
+            err(f"{name}.{key}{problem[0]}", problem[1])
     return dict(value)
 
 

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nas.settings import DATA_RULES, parse_fields
+from nas.errors import UserError
+from nas.settings import DATA_RULES, PROCEDURAL, parse_fields
 
 __all__ = ["DataConfig"]
 
@@ -19,7 +20,8 @@ class DataConfig:
 
     ``flip`` (random horizontal flip) defaults to True except for digits, which are not
     flip-invariant. ``crop_pad`` (random crop with that much reflect padding) defaults to
-    ``image_size // 8``: 4 at 32x32, the CIFAR convention. ``workers`` only matters for
+    ``image_size // 8``: 4 at 32x32, the CIFAR convention (0 for the procedural sets, whose
+    settings are ``pathfinder`` / ``samediff``: a mapping checked by their rule tables). ``workers`` only matters for
     ImageFolder (DataLoader processes).
     """
 
@@ -33,13 +35,21 @@ class DataConfig:
     flip: bool | None = None
     crop_pad: int | None = None
     workers: int = 4
+    pathfinder: dict | None = None  # settings of the procedural sets (nas.settings' rule tables)
+    samediff: dict | None = None
 
     def __post_init__(self) -> None:
         values = parse_fields(dataclasses.asdict(self), DATA_RULES, source="data")
         if values["flip"] is None:
             values["flip"] = values["dataset"] != "digits"
-        if values["crop_pad"] is None:
-            values["crop_pad"] = values["image_size"] // 8
+        procedural = values["dataset"] in PROCEDURAL
+        for name in PROCEDURAL:
+            if values[name] is not None and values["dataset"] != name:
+                raise UserError(
+                    f"data.{name}: settings for {name}, but data.dataset is {values['dataset']}"
+                )
+        if values["crop_pad"] is None:  # reflect padding would mirror a drawing's markers
+            values["crop_pad"] = 0 if procedural else values["image_size"] // 8
         for key, value in values.items():
             object.__setattr__(self, key, value)
 

@@ -1,5 +1,5 @@
 """Data sets for short-budget training: digits (embedded), CIFAR-10 (local folder), ImageFolder,
-synthetic.
+synthetic, and the procedural pathfinder (generated from a seed, cached).
 
 Small data sets live on the training device as float32 tensors (normalised NCHW images, int64
 labels) and are batched and augmented there (``iterate_batches``, ``augment``): no DataLoader, no
@@ -211,6 +211,7 @@ def load_data(cfg: DataConfig, *, device: str | torch.device = "cpu") -> DataSpl
         "digits": datasets.digits,
         "cifar10": datasets.cifar10,
         "synthetic": datasets.synthetic,
+        "pathfinder": datasets.pathfinder,
     }
     images, labels = loaders[cfg.dataset](cfg)
     return _finish(cfg, images, labels, device)

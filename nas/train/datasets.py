@@ -11,7 +11,7 @@ from pathlib import Path
 from nas.errors import UserError
 from nas.train.config import DataConfig
 
-__all__ = ["cifar10", "data_root", "digits", "synthetic"]
+__all__ = ["cifar10", "data_root", "digits", "pathfinder", "synthetic"]
 
 _CIFAR_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
@@ -125,3 +125,13 @@ def synthetic(cfg: DataConfig):
     labels = labels[torch.randperm(n, generator=g)]
     images = protos[labels] + torch.randn(n, 3, s, s, generator=g)
     return images, labels.numpy()
+
+
+def pathfinder(cfg: DataConfig):
+    """Pathfinder drawings (``nas.train.pathfinder``) at ``cfg.image_size``: uint8 (N, 1, S, S)."""
+    import torch
+
+    from nas.train import pathfinder as task
+
+    images, labels, _ = task.load(cfg.pathfinder, cfg.image_size)
+    return torch.from_numpy(images), labels
