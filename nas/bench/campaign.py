@@ -15,6 +15,7 @@ cost of recording a finished trial in the campaign table at row 5,000 against ro
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +55,9 @@ def bench_campaign(*, n: int = 6, epochs: int = 1, slots: int = 2, cluster: bool
             SPACE.format(base=ROOT / "spaces/presets/convnextv2_atto.yaml", epochs=epochs)
         )
         nodes = RayCluster(cpus=1).start() if cluster else None
+        if nodes:  # this driver joins with the cluster's token, as Ray documents
+            os.environ.pop("RAY_AUTH_TOKEN", None)
+            os.environ.update(nodes.auth_env())
         address = f"address: {nodes.address}\n" if nodes else ""
         runner = Path(tmp) / "runner.yaml"
         runner.write_text(

@@ -141,7 +141,7 @@ class RayCluster:
         self.shutdown()
         raise RuntimeError(f"ray node {name} did not start:\n{text[-3000:]}")
 
-    def start(self) -> RayCluster:
+    def start(self, *, worker: bool = True) -> RayCluster:
         self._start(
             "head",
             [
@@ -152,7 +152,8 @@ class RayCluster:
                 *self._common(HEAD_IP),
             ],
         )
-        self.start_worker()
+        if worker:
+            self.start_worker()
         return self
 
     def start_worker(self) -> None:
