@@ -112,7 +112,6 @@ def test_trial_faults_are_recorded_and_the_campaign_completes(ray_cluster, tmp_p
     space, runner = write(tmp_path, widths=[8, 12, 16, 20, 24], extra=extra, max_failures=1)
     for key, value in ray_cluster.auth_env().items():  # the cluster's token, as Ray documents
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)  # it would win over the token file
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     refresh_ray_auth()  # this process's Ray may have read another mode or token before
     ray.init(

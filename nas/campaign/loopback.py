@@ -95,7 +95,6 @@ class RayCluster:
             **(env or {}),
         }
         self.env.pop("RAY_ADDRESS", None)
-        self.env.pop("RAY_AUTH_TOKEN", None)  # it would win over the cluster's token file
         self.procs: dict[str, subprocess.Popen] = {}
         atexit.register(self.shutdown)  # a crashed test session leaves no nodes behind
 
@@ -212,11 +211,12 @@ class RayCluster:
             proc.wait()
 
     def auth_env(self) -> dict[str, str]:
-        """What a process needs to join this cluster: token mode and the token file (remove
-        any ``RAY_AUTH_TOKEN`` beside it: Ray prefers that variable to the file)."""
+        """What a process needs to join this cluster: token mode and the token file
+        (``RAY_AUTH_TOKEN`` empty: Ray would prefer a token there to the file)."""
         if not self.auth:
             return {"RAY_AUTH_MODE": "disabled"}
-        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path)}
+        path = str(self.token_path)
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "", "RAY_AUTH_TOKEN_PATH": path}
 
     def driver_env(self, **extra: str) -> dict:
         """Environment for a ``nas`` driver process that joins this cluster."""
