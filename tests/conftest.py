@@ -45,14 +45,14 @@ def nas_process(*args: str, **kw):
 
 
 PROBE = (
-    "import os, ray; ray.init(address={address!r}, logging_level='ERROR', log_to_driver=False);"
-    "print('RAN AS', ray.get(ray.remote(lambda: os.getuid()).remote()))"
+    "import ray; ray.init(address={address!r}, logging_level='ERROR', log_to_driver=False);"
+    "print('CONNECTED', flush=True)"
 )
 
 
 def assert_refused_without_token(driver_pid: int, home: Path) -> None:
     """The local Ray of the campaign driver ``driver_pid`` refuses a second process that has no
-    token or a wrong one (as CVE-2023-48022's attacker), and runs a task for one holding the
+    token or a wrong one (as CVE-2023-48022's attacker), and admits one holding the
     driver's token (read from its raylet's environment: so the refusals are the token's doing)."""
     import os
     import subprocess
@@ -90,9 +90,9 @@ def assert_refused_without_token(driver_pid: int, home: Path) -> None:
     }
     out = {name: p.communicate(timeout=120)[0] for name, p in procs.items()}
     for name in ("none", "wrong"):
-        assert procs[name].returncode != 0 and "RAN AS" not in out[name], out[name][-2000:]
+        assert procs[name].returncode != 0 and "CONNECTED" not in out[name], out[name][-2000:]
         assert f"Failed to connect to Ray cluster at {address}" in out[name], out[name][-2000:]
-    assert procs["driver's"].returncode == 0 and "RAN AS" in out["driver's"], out["driver's"]
+    assert "CONNECTED" in out["driver's"], out["driver's"][-2000:]
 
 
 @pytest.fixture(autouse=True, scope="session")
