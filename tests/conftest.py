@@ -44,6 +44,57 @@ def nas_process(*args: str, **kw):
     )
 
 
+PROBE = (
+    "import ray; ray.init(address={address!r}, logging_level='ERROR', log_to_driver=False);"
+    "print('CONNECTED', flush=True)"
+)
+
+
+def assert_refused_without_token(driver_pid: int, home: Path) -> None:
+    """The local Ray of the campaign driver ``driver_pid`` refuses a second process that has no
+    token or a wrong one (as CVE-2023-48022's attacker), and admits one holding the
+    driver's token (read from its raylet's environment: so the refusals are the token's doing)."""
+    import os
+    import subprocess
+    import sys
+
+    from nas.campaign.loopback import _descendants
+
+    address = token = None
+    for pid in _descendants(driver_pid):  # its raylet: started with the address and the token
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if not args[0].endswith(b"raylet"):
+            continue
+        address = next(a for a in args if a.startswith(b"--gcs-address=")).decode()[14:]
+        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            token = item.decode()[15:] if item.startswith(b"RAY_AUTH_TOKEN=") else token
+    assert address and token, (address, token)
+    # HOME without ~/.ray/auth_token; 3 connection tries (Ray's default of 20 takes ~21 s)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    clean.update(HOME=str(home), RAY_NUM_REDIS_GET_RETRIES="3")
+    clients = {
+        "none": clean,
+        "wrong": {**clean, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64},
+        "driver's": {**clean, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token},
+    }
+    code = PROBE.format(address=address)
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for name, env in clients.items()
+    }
+    out = {name: p.communicate(timeout=120)[0] for name, p in procs.items()}
+    for name in ("none", "wrong"):
+        assert procs[name].returncode != 0 and "CONNECTED" not in out[name], out[name][-2000:]
+        assert f"Failed to connect to Ray cluster at {address}" in out[name], out[name][-2000:]
+    assert "CONNECTED" in out["driver's"], out["driver's"][-2000:]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     threads = torch.get_num_threads()

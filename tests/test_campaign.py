@@ -14,7 +14,7 @@ import pytest
 from nas.campaign.table import read_table
 from nas.campaign.trial import STATUSES
 from nas.measure import ROW_KEYS
-from tests.conftest import PRESETS, ROOT, kill_driver, nas_process
+from tests.conftest import PRESETS, ROOT, assert_refused_without_token, kill_driver, nas_process
 
 pytestmark = pytest.mark.heavy
 
@@ -201,6 +201,9 @@ def test_driver_sigkill_then_resume(tmp_path, runner):
         start_new_session=True,
     )
     deadline = time.time() + 240
+    while time.time() < deadline and len(read_table(folder)) < 1:
+        time.sleep(0.5)
+    assert_refused_without_token(proc.pid, tmp_path)  # while the campaign's trials run
     while time.time() < deadline and len(read_table(folder)) < 2:
         time.sleep(0.5)
     before = read_table(folder)

@@ -147,7 +147,7 @@ def test_unreachable_cluster_fails_fast_subprocess(files):
     runner.write_text("name: far\naddress: 127.0.0.1:1\nconnect_timeout_s: 2\n")
     results = tmp / "results"
     for address in (None, "127.0.0.9:6379"):  # the profile's; RAY_ADDRESS (loopback only)
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        env = dict(os.environ)
         env.pop("RAY_ADDRESS", None)
         if address:
             env["RAY_ADDRESS"] = address  # overrides the profile
@@ -169,7 +169,7 @@ def test_unreachable_cluster_fails_fast_subprocess(files):
 
 def _survey_fails(tmp: Path, space: Path, runner: Path) -> str:
     """A real ``nas survey`` process on a private local Ray: exit 2 with one line, returned."""
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
         [sys.executable, "-m", "nas.cli", "survey", str(space), "--name", "c", "-n", "2",

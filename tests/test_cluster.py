@@ -104,13 +104,16 @@ def test_trial_faults_are_recorded_and_the_campaign_completes(ray_cluster, tmp_p
     import ray
 
     from nas.campaign import run_campaign
+    from nas.campaign.auth import refresh_ray_auth
 
     extra = """  train:
     lr: {derive: "1.0e6 if width == 12 else 2.0e-3"}
     min_lr: {derive: "0.5 if width == 16 else 1.0e-5"}"""
     space, runner = write(tmp_path, widths=[8, 12, 16, 20, 24], extra=extra, max_failures=1)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    for key, value in ray_cluster.auth_env().items():  # the cluster's token, as Ray documents
+        monkeypatch.setenv(key, value)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    refresh_ray_auth()  # this process's Ray may have read another mode or token before
     ray.init(
         address=ray_cluster.address,
         runtime_env={

@@ -4,6 +4,7 @@ statistics by hand, one replay run telling Optuna what a campaign tells it, and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -15,7 +16,7 @@ from scipy import stats
 
 from nas.cli import main
 from nas.surrogate.features import ANALYTIC, analytic_costs, encode, feature_schema
-from nas.surrogate.model import Surrogate
+from nas.surrogate.model import Surrogate, _refit, recipe
 from nas.surrogate.replay import replay_run, score_runs
 from nas.surrogate.stats import beats_random, curve_bands, welch_lower
 from nas.surrogate.survey import load_survey
@@ -200,16 +201,17 @@ def _error(capsys, argv) -> str:
 
 
 def _fake_surrogate(folder: Path, targets=("val_acc", "latency_ms_p50")) -> None:
-    from sklearn.dummy import DummyRegressor
+    """A surrogate folder as nas surrogate fit writes it: ridge regression on two made-up rows."""
+    from nas.surrogate.estimators import candidates
 
     s = load_survey(folder)
-    x = np.zeros((2, 1))
-    models = {t: DummyRegressor().fit(x, [0.0, 1.0]) for t in targets}
+    schema = feature_schema(s.space, s.params)
+    ridge = [name for name, _, _ in candidates(0)].index("ridge")
+    recipes = {t: recipe(ridge, 0, np.zeros((2, len(schema))), [0.0, 1.0]) for t in targets}
     quality = {t: {"kendall_tau": 0.9} for t in targets}
     (folder / "surrogate").mkdir()
-    Surrogate(feature_schema(s.space, s.params), models, quality, rows=len(s.ok)).save(
-        folder / "surrogate"
-    )
+    models = {t: _refit(r) for t, r in recipes.items()}
+    Surrogate(schema, models, quality, rows=len(s.ok), recipes=recipes).save(folder / "surrogate")
 
 
 def test_fit_refuses_bad_input_and_writes_nothing(tmp_path, capsys):
@@ -236,11 +238,11 @@ def test_fit_refuses_bad_input_and_writes_nothing(tmp_path, capsys):
 def test_replay_refuses_bad_input_and_writes_nothing(tmp_path, capsys):
     folder = write_survey(tmp_path / "s", 12)
     err = _error(capsys, ["replay", str(folder)])
-    assert "surrogate/model.pkl: missing; fit the surrogate first" in err
+    assert "surrogate/model.json: missing; fit the surrogate first" in err
     _fake_surrogate(folder, targets=("val_acc",))
     err = _error(capsys, ["replay", str(folder)])
     assert "no model for latency_ms_p50" in err and "--target val_acc,latency_ms_p50" in err
-    (folder / "surrogate" / "model.pkl").unlink()
+    (folder / "surrogate" / "model.json").unlink()
     (folder / "surrogate").rename(tmp_path / "old")
     _fake_surrogate(folder)
     err = _error(capsys, ["replay", str(folder), "--samplers", "random,cmaes"])
@@ -255,3 +257,59 @@ def test_replay_refuses_bad_input_and_writes_nothing(tmp_path, capsys):
         exit_.value.code == 2 and "--trials: expected a positive integer" in capsys.readouterr().err
     )
     assert not (folder / "replay").exists()
+
+
+# ---------------------------------------------------------------------- no code-executing files
+class _Payload:
+    """Unpickling this would create ``path`` (as any pickle can run any code)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_a_pickled_model_is_refused_and_never_unpickled(tmp_path, capsys):
+    import pickle
+
+    folder = write_survey(tmp_path / "s", 12)
+    _fake_surrogate(folder)
+    evidence = tmp_path / "pwned"
+    (folder / "surrogate" / "model.pkl").write_bytes(pickle.dumps({"val_acc": _Payload(evidence)}))
+    err = _error(capsys, ["replay", str(folder)])
+    assert "model.pkl: a pickled surrogate is never loaded" in err, err
+    assert not evidence.exists()
+    pickle.loads((folder / "surrogate" / "model.pkl").read_bytes())  # the payload is live
+    assert evidence.exists()
+
+
+def test_the_saved_surrogate_is_fitted_again_exactly_and_an_edit_is_refused(tmp_path, capsys):
+    """Every model nas surrogate fit can choose (seeded forests, boosting, a GP, ridge), saved as
+    its recipe and read back, predicts exactly what the fitted model predicted."""
+    from nas.surrogate.estimators import candidates, fit_estimator
+    from nas.surrogate.model import load_surrogate
+
+    folder = write_survey(tmp_path / "s", 12)
+    s = load_survey(folder)
+    schema = feature_schema(s.space, s.params)
+    x = np.array([encode(schema, p, analytic_costs(s.space, p)) for p in s.params])
+    y = s.ok["val_acc"].to_numpy(float)
+    for i, (_, _, factory) in enumerate(candidates(3)):
+        fitted = Surrogate(schema, {"val_acc": fit_estimator(factory, x, y)}, {}, len(y))
+        fitted.recipes = {"val_acc": recipe(i, 3, x, y)}
+        (folder / "surrogate").mkdir(exist_ok=True)
+        fitted.save(folder / "surrogate")
+        loaded = load_surrogate(folder)
+        assert loaded.predict(s.space, s.params) == fitted.predict(s.space, s.params), i
+    path = folder / "surrogate" / "model.json"
+    doc = json.loads(path.read_text())
+    doc["targets"]["val_acc"]["y"][0] += 1.0
+    path.write_text(json.dumps(doc))
+    err = _error(capsys, ["replay", str(folder)])
+    assert "model.json: its SHA-256 does not match its content" in err
+    doc["targets"]["val_acc"]["candidate"] = 99
+    doc["sha256"] = hashlib.sha256(json.dumps(doc["targets"], sort_keys=True).encode()).hexdigest()
+    path.write_text(json.dumps(doc))
+    err = _error(capsys, ["replay", str(folder)])
+    assert "model.json: targets.val_acc: not a recipe nas surrogate fit writes" in err

@@ -15,6 +15,7 @@ cost of recording a finished trial in the campaign table at row 5,000 against ro
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -54,11 +55,11 @@ def bench_campaign(*, n: int = 6, epochs: int = 1, slots: int = 2, cluster: bool
             SPACE.format(base=ROOT / "spaces/presets/convnextv2_atto.yaml", epochs=epochs)
         )
         nodes = RayCluster(cpus=1).start() if cluster else None
-        address = f"address: {nodes.address}\n" if nodes else ""
+        os.environ.update(nodes.auth_env() if nodes else {})  # the cluster's token, to join it
         runner = Path(tmp) / "runner.yaml"
         runner.write_text(
             f"max_concurrent: {slots}\ncpus_per_trial: 1\nlatency: off\nobject_store_mb: 128\n"
-            + address
+            + (f"address: {nodes.address}\n" if nodes else "")
         )
         started_ray = not ray.is_initialized()
         t_init = time.perf_counter()

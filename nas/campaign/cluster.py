@@ -8,14 +8,19 @@ import math
 import os
 from typing import Any
 
+from nas.campaign.auth import RISK, cluster_authenticated, prepare_auth
 from nas.campaign.runner import Runner
 from nas.errors import UserError
 
 __all__ = ["check_fits", "init_ray"]
 
+log = logging.getLogger(__name__)
+
 
 def init_ray(runner: Runner) -> None:
-    """Start a local Ray or connect to the runner's cluster; a clear error if that fails."""
+    """Start a local Ray or connect to the runner's cluster, with Ray's token authentication
+    unless the runner says ``auth: disabled`` (``nas.campaign.auth``); a clear error if that
+    fails."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault(
         "TUNE_GLOBAL_CHECKPOINT_S", "2"
@@ -33,18 +38,30 @@ def init_ray(runner: Runner) -> None:
     )
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if address is None:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray (stack.md T2)
         kwargs.update(
             num_cpus=runner.num_cpus or _local_cpus(runner),
             object_store_memory=runner.object_store_mb * 2**20,
         )
     _check_reachable(address, runner)
+    prepare_auth(runner.name, runner.auth, address)
     try:
         ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, TimeoutError) as e:
+    except (ConnectionError, RuntimeError, TimeoutError, ray.exceptions.AuthenticationError) as e:
+        hint = (
+            "" if address is None or runner.auth == "disabled" else "; is the token the cluster's?"
+        )
         raise UserError(
-            f"runner {runner.name!r}: cannot reach Ray at {address!r}: {str(e).splitlines()[0]}"
+            f"runner {runner.name!r}: cannot reach Ray at {address!r}: "
+            f"{str(e).splitlines()[0]}{hint}"
         ) from None
+    if address is not None and runner.auth == "token" and not cluster_authenticated():
+        log.warning(
+            "runner %r: the Ray cluster at %s runs without authentication (RAY_AUTH_MODE=disabled "
+            "on its nodes): %s; start its nodes with RAY_AUTH_MODE=token",
+            runner.name,
+            address,
+            RISK,
+        )
 
 
 def _check_reachable(address: str | None, runner: Runner) -> None:

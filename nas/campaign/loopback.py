@@ -4,7 +4,9 @@ own session (process group), so that a node can be killed alone and ``shutdown``
 what this object started (never a machine-wide ``ray stop``). Used by the tests, by ``nas bench
 campaign`` (the 2-node case) and to try a cluster without one (docs/clusters.md).
 
-Settings from ../shared/stack.md: ``RAY_AUTH_MODE=disabled`` on every command (T2), loopback node
+Settings from ../shared/stack.md: Ray token authentication on every command (T2; a random token
+in a 0600 file of the private temp dir, named by ``RAY_AUTH_TOKEN_PATH``, the way Ray documents
+for nodes and drivers; ``auth=False`` starts an unauthenticated cluster), loopback node
 addresses other than 127.0.0.1 (T3), usage stats off and small object stores (T4), a private
 ``--temp-dir`` and OS-assigned ports so that other Ray instances on the machine are not disturbed;
 a worker node that cannot see some folders runs in its own mount namespace (T16, root only).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -26,10 +29,6 @@ import time
 from pathlib import Path
 
 __all__ = ["HEAD_IP", "WORKER_IP", "RayCluster", "free_port"]
-
-RAY = str(Path(sys.executable).with_name("ray"))
-HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
-
 
 RAY = str(Path(sys.executable).with_name("ray"))
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
@@ -72,15 +71,21 @@ class RayCluster:
         object_store_mb: int = 100,
         env: dict | None = None,
         hide: tuple[Path, ...] = (),
+        auth: bool = True,
     ):
         self.cpus, self.object_store_mb, self.hide = cpus, object_store_mb, tuple(hide)
         # short: Ray's unix socket paths live under the temp dir (107-byte limit)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="nasray", dir="/tmp"))
         self.port = free_port(HEAD_IP)
         self.address = f"{HEAD_IP}:{self.port}"
+        self.auth, self.token_path = auth, self.temp_dir / "auth_token"
+        if auth:
+            fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
         self.env = {
             **os.environ,
-            "RAY_AUTH_MODE": "disabled",
+            **self.auth_env(),
             "RAY_USAGE_STATS_ENABLED": "0",
             # a dead node is noticed in ~8 s (default ~30 s): its trials are retried sooner
             "RAY_health_check_initial_delay_ms": "1000",
@@ -135,7 +140,7 @@ class RayCluster:
         self.shutdown()
         raise RuntimeError(f"ray node {name} did not start:\n{text[-3000:]}")
 
-    def start(self) -> RayCluster:
+    def start(self, *, worker: bool = True) -> RayCluster:
         self._start(
             "head",
             [
@@ -146,7 +151,8 @@ class RayCluster:
                 *self._common(HEAD_IP),
             ],
         )
-        self.start_worker()
+        if worker:
+            self.start_worker()
         return self
 
     def start_worker(self) -> None:
@@ -203,6 +209,14 @@ class RayCluster:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    def auth_env(self) -> dict[str, str]:
+        """What a process needs to join this cluster: token mode and the token file
+        (``RAY_AUTH_TOKEN`` empty: Ray would prefer a token there to the file)."""
+        if not self.auth:
+            return {"RAY_AUTH_MODE": "disabled"}
+        path = str(self.token_path)
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "", "RAY_AUTH_TOKEN_PATH": path}
 
     def driver_env(self, **extra: str) -> dict:
         """Environment for a ``nas`` driver process that joins this cluster."""

@@ -23,6 +23,7 @@ LATENCY_POLICIES = ("auto", "service", "inline", "off", "serial")  # serial: old
 LATENCY_KEYS = ("mode", "cpus", "gpus", "threads", "resources", "batch", "dtype", "channels_last")
 DTYPES = ("float32", "bfloat16", "float16")
 SCHEDULERS = (None, *vocab.SCHEDULERS)
+AUTH_MODES = ("token", "disabled")  # Ray's RAY_AUTH_MODE values (nas.campaign.auth)
 _SAMPLERS = (None, *vocab.SAMPLERS)
 
 
@@ -54,6 +55,7 @@ class Runner:
     device: str = "cpu"
     object_store_mb: int = 256
     connect_timeout_s: float = 30.0
+    auth: str = "token"  # Ray token authentication; "disabled" opts out (warned each run)
 
     @property
     def effective_address(self) -> str | None:
@@ -107,6 +109,7 @@ _FIELDS = {
     "device": (str,),
     "object_store_mb": (int,),
     "connect_timeout_s": (int, float),
+    "auth": (str,),
 }
 
 
@@ -152,6 +155,7 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
         ("device", r.device in ("cpu", "cuda"), "cpu or cuda"),
         ("object_store_mb", r.object_store_mb >= 64, "an integer >= 64"),
         ("connect_timeout_s", r.connect_timeout_s > 0, "a positive number of seconds"),
+        ("auth", r.auth in AUTH_MODES, f"one of {list(AUTH_MODES)}"),
     )
     for key, ok, allowed in checks:
         if not ok:

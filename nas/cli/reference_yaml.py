@@ -52,6 +52,8 @@ RUNNER_MEANINGS = {
     "device": "`cpu` or `cuda`",
     "object_store_mb": "object store of a local Ray, MiB",
     "connect_timeout_s": "an unreachable cluster fails within this time",
+    "auth": "Ray token authentication (`token`, the default) or `disabled` (warned each run); "
+    "see Clusters and storage, Security",
 }
 LATENCY_MEANINGS = {
     "mode": "the policy: auto / service (the campaign's latency service), inline (timed in the "

@@ -29,7 +29,7 @@ def add_surrogate(sub) -> None:
         epilog=EPILOG,
         description="Fit one model per target on the survey's finished rows (features: the "
         "sampled params and the analytic params/MACs); params and MACs are computed, never "
-        "modelled. Writes surrogate/{model.pkl, schema.json, quality.json, held_out.csv}.",
+        "modelled. Writes surrogate/{model.json, schema.json, quality.json, held_out.csv}; model.json is the recipe (model, settings, seed, rows) from which the models are fitted again when read (no pickle).",
     )
     f.add_argument("folder", help="survey campaign folder, e.g. results/quickstart")
     f.add_argument(

@@ -17,13 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from nas.errors import UserError, did_you_mean
+from nas.surrogate.estimators import candidates as _candidates
+from nas.surrogate.estimators import fit_estimator as _fit
 from nas.surrogate.features import ANALYTIC, analytic_costs, encode, feature_schema
-from nas.surrogate.model import FOLDER, Surrogate, replace_folder
+from nas.surrogate.model import FOLDER, Surrogate, recipe, replace_folder
 from nas.surrogate.survey import Survey, load_survey
 from nas.vocab import COLUMNS
 
@@ -42,62 +43,12 @@ TAU_INFORMATIVE = 0.5  # below this held-out Kendall tau a replay is not informa
 TARGETS = (*COLUMNS, "val_acc_best")
 
 
-def _candidates(seed: int) -> list[tuple[str, dict, Any]]:
-    """(name, settings, factory) of every model the cross-validation chooses from."""
-    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    def forest(leaf: int):
-        return lambda: RandomForestRegressor(
-            n_estimators=50, min_samples_leaf=leaf, max_features=0.5, random_state=seed
-        )
-
-    def boosting(depth: int):
-        return lambda: GradientBoostingRegressor(
-            n_estimators=50, learning_rate=0.1, subsample=0.8, max_depth=depth, random_state=seed
-        )
-
-    def gp():
-        kernel = ConstantKernel() * Matern(length_scale=3.0, nu=2.5) + WhiteKernel(0.1)
-        regressor = GaussianProcessRegressor(kernel, normalize_y=True, random_state=seed)
-        return make_pipeline(StandardScaler(), regressor)
-
-    def ridge(alpha: float):
-        return lambda: make_pipeline(StandardScaler(), Ridge(alpha=alpha))
-
-    return [
-        *[
-            ("random_forest", {"min_samples_leaf": k, "max_features": 0.5}, forest(k))
-            for k in (1, 3)
-        ],
-        *[("gradient_boosting", {"max_depth": d}, boosting(d)) for d in (2, 3)],
-        ("gaussian_process", {"kernel": "matern52+white"}, gp),
-        *[("ridge", {"alpha": a}, ridge(a)) for a in (1.0, 10.0)],
-    ]
-
-
 def _tau(y: np.ndarray, p: np.ndarray) -> float:
     """Kendall tau-b; 0 when either side is constant (no ranking at all)."""
     from scipy.stats import kendalltau
 
     t = kendalltau(y, p).statistic
     return 0.0 if t is None or math.isnan(t) else float(t)
-
-
-def _fit(factory, x: np.ndarray, y: np.ndarray):
-    """A fitted model; a GP whose optimiser stops at a bound on a small fold still counts (its
-    held-out score says how good it is), so convergence warnings are not printed."""
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return factory().fit(x, y)
 
 
 def _out_of_fold(factory, x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -272,11 +223,12 @@ def fit_surrogate(
         for t, r in rows.items()
     }
     assessed = assess(data, seed)
-    models, quality, held = {}, {}, []
+    models, quality, held, recipes = {}, {}, [], {}
     for t in modelled:
         models[t], quality[t], part = _result(survey, t, rows[t], *data[t], assessed[t], seed)
         held.append(part)
-    surrogate = Surrogate(schema, models, quality, rows=len(survey.ok))
+        recipes[t] = recipe(assessed[t][2], seed, *data[t])
+    surrogate = Surrogate(schema, models, quality, rows=len(survey.ok), recipes=recipes)
 
     def fill(tmp: Path) -> None:
         surrogate.save(tmp)
