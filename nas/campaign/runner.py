@@ -54,6 +54,10 @@ class Runner:
     device: str = "cpu"
     object_store_mb: int = 256
     connect_timeout_s: float = 30.0
+    # a cluster that shrinks: how long trials wait for a node that fits one (None: forever, for a
+    # cluster with an autoscaler) before the campaign stops (exit 3; `nas resume` continues)
+    wait_for_resources_s: float | None = 600.0
+    status_interval_s: float = 60.0  # a status line at least this often while a campaign runs
 
     @property
     def effective_address(self) -> str | None:
@@ -107,6 +111,8 @@ _FIELDS = {
     "device": (str,),
     "object_store_mb": (int,),
     "connect_timeout_s": (int, float),
+    "wait_for_resources_s": (int, float, type(None)),
+    "status_interval_s": (int, float),
 }
 
 
@@ -152,6 +158,12 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
         ("device", r.device in ("cpu", "cuda"), "cpu or cuda"),
         ("object_store_mb", r.object_store_mb >= 64, "an integer >= 64"),
         ("connect_timeout_s", r.connect_timeout_s > 0, "a positive number of seconds"),
+        (
+            "wait_for_resources_s",
+            r.wait_for_resources_s is None or r.wait_for_resources_s > 0,
+            "a positive number of seconds, or null (wait forever)",
+        ),
+        ("status_interval_s", r.status_interval_s > 0, "a positive number of seconds"),
     )
     for key, ok, allowed in checks:
         if not ok:
