@@ -31,6 +31,7 @@ __all__ = ["Watch", "fit"]
 log = logging.getLogger("nas.progress")
 CHECK_S = 2.0  # how often the cluster's nodes are asked while trials are pending
 _LISTED = 8  # running trials named in a status line (the rest are counted)
+_QUIET_ON_STOP = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")
 
 
 class Watch:
@@ -171,7 +172,8 @@ class Watch:
     def _stop_tune(self) -> None:
         """End Tune's loop as its own SIGUSR1 handler does (state saved, pending trials kept)."""
         self.gave_up = True
-        logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # "Ctrl+C" lines
+        for name in _QUIET_ON_STOP:  # Tune's "Ctrl+C" and unfinished-trial lines: said here
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         handler = signal.getsignal(signal.SIGUSR1)
         if callable(handler) and getattr(handler, "__module__", "").startswith("ray.tune"):
             handler(signal.SIGUSR1, None)
@@ -197,7 +199,7 @@ def fit(tuner, watch: Watch | None, folder) -> None:
     from nas.campaign.callback import WRITE_ERRORS
 
     WRITE_ERRORS.clear()
-    level = logging.getLogger("ray.tune.tune").level
+    levels = {name: logging.getLogger(name).level for name in _QUIET_ON_STOP}
     try:
         tuner.fit()
     except Exception:
@@ -206,7 +208,8 @@ def fit(tuner, watch: Watch | None, folder) -> None:
         if watch is None or not watch.gave_up:
             raise
     finally:
-        logging.getLogger("ray.tune.tune").setLevel(level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
     if WRITE_ERRORS:
         raise WRITE_ERRORS[0]
     if watch is not None and watch.gave_up:
