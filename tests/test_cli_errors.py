@@ -68,6 +68,7 @@ def _nothing_written(results: Path) -> None:
             "seconds, or null (wait forever), got 0",
         ),
         ("status_interval_s: soon\n", "status_interval_s: expected int or float, got 'soon'"),
+        ("scheduler: hyperband\n", "scheduler: hyperband is not supported: Ray's "),
     ],
     ids=[
         "yaml",
