@@ -79,6 +79,7 @@ def _nothing_written(results: Path) -> None:
         "cuda_without_gpus",
         "wait_zero",
         "interval_text",
+        "hyperband",
     ],
 )
 def test_malformed_runner(capsys, files, runner_text, needle):
