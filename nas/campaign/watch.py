@@ -76,7 +76,7 @@ class Watch:
         """Called on every step of Tune's loop: cheap unless a check or a line is due."""
         now = time.time()
         pending = sum(t.status == "PENDING" for t in trials)
-        if not pending:
+        if not pending or any(t.status == "RUNNING" for t in trials):  # a node fits one
             self.stuck_since, self.waits_said = None, 0
         elif now - self.last_check >= min(CHECK_S, self.interval):
             self.last_check = now
