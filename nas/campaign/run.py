@@ -208,15 +208,10 @@ def run_campaign(
         if mode == "survey" and not plans:
             return folder
     spec = _with_services(spec, runner, folder, table, run=run, reuse=not retrain)
-    watch = _watch(
-        runner, spec, Progress(manifest["planned"], spec.objectives) if progress else None
-    )
+    watch = _watch(runner, spec, manifest["planned"] if progress else None)
     try:
-        fit(
-            _tuner(mode, space, runner, spec, folder, run, plans, n, seed, watch, points),
-            watch,
-            folder,
-        )
+        tuner = _tuner(mode, space, runner, spec, folder, run, plans, n, seed, watch, points)
+        fit(tuner, watch, folder)
     finally:
         stop_services(ServiceNames(**spec.services))
     prune_checkpoints(location)
@@ -277,7 +272,9 @@ def _with_services(
     return replace(spec, services={"latency": names.latency, "ledger": names.ledger})
 
 
-def _watch(runner: Runner, spec: TrialSpec, progress: Progress | None) -> Watch:
+def _watch(runner: Runner, spec: TrialSpec, planned: int | None) -> Watch:
+    """The run's watch; ``planned`` None: no progress lines (``--quiet``)."""
+    progress = Progress(planned, spec.objectives) if planned is not None else None
     latency = spec.services.get("latency")
     return Watch(runner, progress, epochs=planned_epochs(spec.train), latency=latency)
 
@@ -349,9 +346,7 @@ def resume_campaign(
     check_fits(runner)
     spec = TrialSpec(**{**manifest["spec"], "services": {}})
     spec = _with_services(spec, runner, folder, CampaignTable(folder), run="resume")
-    watch = _watch(
-        runner, spec, Progress(manifest.get("planned", 0), spec.objectives) if progress else None
-    )
+    watch = _watch(runner, spec, manifest.get("planned", 0) if progress else None)
     tuner = tune.Tuner.restore(
         experiment,
         trainable=trainable_with_resources(spec, space, runner),

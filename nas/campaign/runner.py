@@ -156,6 +156,18 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
     if data.get("scheduler") == "hyperband":
         raise SpaceError(source, "scheduler", HYPERBAND)
     r = replace(Runner(), **data, **extra)
+    _check_values(r, source)
+    if r.device == "cuda" and r.gpus_per_trial <= 0:
+        raise SpaceError(
+            source,
+            "gpus_per_trial",
+            "device cuda needs gpus_per_trial > 0 (e.g. 0.25 to share a GPU)",
+        )
+    return r
+
+
+def _check_values(r: Runner, source: str) -> None:
+    """Each setting within what it allows (types were checked already)."""
     checks = (
         ("latency", r.latency in LATENCY_POLICIES, f"one of {list(LATENCY_POLICIES[:4])}"),
         ("scheduler", r.scheduler in SCHEDULERS, f"one of {list(SCHEDULERS)}"),
@@ -178,13 +190,6 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
     for key, ok, allowed in checks:
         if not ok:
             raise SpaceError(source, key, f"expected {allowed}, got {getattr(r, key)!r}")
-    if r.device == "cuda" and r.gpus_per_trial <= 0:
-        raise SpaceError(
-            source,
-            "gpus_per_trial",
-            "device cuda needs gpus_per_trial > 0 (e.g. 0.25 to share a GPU)",
-        )
-    return r
 
 
 def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
