@@ -64,10 +64,7 @@ class Watch:
     def trial_started(self, trial, trials) -> None:
         if self.progress is None:
             return
-        try:
-            node = trial.get_ray_actor_ip() or "?"
-        except Exception:  # noqa: BLE001 - the actor died as it started: Tune reports that
-            node = "?"
+        node = _actor_node(trial)
         running = sum(t.status == "RUNNING" for t in trials) + 1
         log.info("trial %s started on %s (%d running)", trial.trial_id, node, running)
         self.last_line = time.time()
@@ -179,6 +176,21 @@ class Watch:
             handler(signal.SIGUSR1, None)
         else:  # Tune runs outside the main thread: end it by an error, then say why
             raise CampaignPaused(self.stop_line)
+
+
+def _actor_node(trial) -> str:
+    """The node of a trial's actor (asked with a timeout: a node dying just then must not hold
+    up Tune's loop); '?' when it does not answer."""
+    import ray
+
+    actor = trial.temporary_state.ray_actor
+    if trial.temporary_state.location.hostname or actor is None:
+        return trial.temporary_state.location.hostname or "?"
+    try:
+        host, _pid = ray.get(actor.get_current_ip_pid.remote(), timeout=10)
+    except Exception:  # noqa: BLE001 - the actor died as it started: Tune reports that
+        return "?"
+    return host
 
 
 def _fits(free: dict, need: dict) -> bool:
