@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 
 __all__ = [
+    "CampaignPaused",
     "SpaceError",
     "UserError",
     "blocking_file",
@@ -18,6 +19,13 @@ __all__ = [
 
 class UserError(ValueError):
     """Bad external input (YAML, flags, paths, data). The CLI prints it as one line, exit code 2."""
+
+
+class CampaignPaused(RuntimeError):
+    """A campaign stopped cleanly before its end (no node of the cluster could run its trials):
+    finished rows are kept and ``nas resume`` continues it. The CLI prints it, exit code 3."""
+
+    exit_code = 3
 
 
 class SpaceError(UserError):

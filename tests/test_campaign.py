@@ -308,8 +308,11 @@ def test_a_trial_that_fits_no_node_is_one_clear_error(ray_local, tmp_path):
 
 
 def test_progress_lines_on_stderr_and_quiet(tmp_path, runner):
-    """One line per finished trial and a summary on stderr; ``--quiet`` prints none."""
+    """One line per finished trial and a summary on stderr, a line when a trial starts (and on
+    which node), a status line whenever ``status_interval_s`` (here 0.5 s) passed without one
+    while trials run; ``--quiet`` prints none."""
     space = write_space(tmp_path)
+    runner.write_text(RUNNER + "status_interval_s: 0.5\n")
     base = [sys.executable, "-m", "nas.cli", "survey", str(space), "--runner", str(runner),
             "--results", str(tmp_path), "-n", "2"]  # fmt: skip
     loud = subprocess.run([*base, "--name", "p"], cwd=ROOT, capture_output=True, text=True,
@@ -318,8 +321,17 @@ def test_progress_lines_on_stderr_and_quiet(tmp_path, runner):
     df = read_table(tmp_path / "p")
     for trial_id in df["trial_id"]:
         assert re.search(rf"trial {trial_id} ok val_acc=\S+ macs_m=\S+ \[\S+\]", loud.stderr)
+        assert re.search(rf"trial {trial_id} started on \d+\.\d+\.\d+\.\d+ \([12] running\)",
+                         loud.stderr), loud.stderr[-3000:]  # fmt: skip
+    # trials take seconds (latency timing >= 1 s each): the 0.5 s interval passes while they run
+    status = re.findall(r"status: ([12]) running \[(\S+) epoch ([01])/1 on (\S+)[^\]]*\], "
+                        r"(\d) finished, 0 failed, (\d) pending", loud.stderr)  # fmt: skip
+    assert status, loud.stderr[-3000:]
+    assert {trial for _, trial, *_ in status} <= set(df["trial_id"])
+    assert all(int(fin) + int(run) + int(pend) <= 2 for run, _, _, _, fin, pend in status)
     assert re.search(r"2 done \(2 ok\), 0 running, 0 failed of 2 planned; elapsed \S+, ETA 0s",
                      loud.stderr)  # fmt: skip
     quiet = subprocess.run([*base, "--name", "q", "--quiet"], cwd=ROOT, capture_output=True,
                            text=True, timeout=300)  # fmt: skip
     assert quiet.returncode == 0 and "done (" not in quiet.stderr and "trial " not in quiet.stderr
+    assert "status: " not in quiet.stderr

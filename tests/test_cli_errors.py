@@ -62,8 +62,25 @@ def _nothing_written(results: Path) -> None:
         ("- a list\n", "expected a mapping of runner settings"),
         # settings that contradict each other
         ("device: cuda\ngpus_per_trial: 0\n", "device cuda needs gpus_per_trial > 0"),
+        (
+            "wait_for_resources_s: 0\n",
+            "wait_for_resources_s: expected a positive number of "
+            "seconds, or null (wait forever), got 0",
+        ),
+        ("status_interval_s: soon\n", "status_interval_s: expected int or float, got 'soon'"),
+        ("scheduler: hyperband\n", "scheduler: hyperband is not supported: Ray's "),
     ],
-    ids=["yaml", "unknown_key", "negative", "bad_choice", "not_a_mapping", "cuda_without_gpus"],
+    ids=[
+        "yaml",
+        "unknown_key",
+        "negative",
+        "bad_choice",
+        "not_a_mapping",
+        "cuda_without_gpus",
+        "wait_zero",
+        "interval_text",
+        "hyperband",
+    ],
 )
 def test_malformed_runner(capsys, files, runner_text, needle):
     tmp, space = files
@@ -186,13 +203,26 @@ def test_a_trial_that_fits_no_node_subprocess(files):
     runner key and the largest node, exit 2, well within 60 s; no trial started."""
     tmp, space = files
     runner = tmp / "runner.yaml"
-    runner.write_text("name: big\nnum_cpus: 2\ncpus_per_trial: 8\nobject_store_mb: 128\n")
+    runner.write_text("name: big\nnum_cpus: 1\ncpus_per_trial: 2\nobject_store_mb: 128\n")
     t0 = time.perf_counter()
     line = _survey_fails(tmp, space, runner)
-    assert "runner 'big': cpus_per_trial: a trial needs 8 CPU" in line
-    assert "the largest of the cluster's 1 node(s) has 2 CPU" in line
+    assert "runner 'big': cpus_per_trial: a trial needs 2 CPU" in line
+    assert "the largest of the cluster's 1 node(s) has 1 CPU" in line
     assert time.perf_counter() - t0 < 60
     assert not (tmp / "results" / "c" / "trials.parquet").exists()
+
+
+def test_a_local_runner_never_oversubscribes_the_machine(files):
+    """A typo (cpus_per_trial: 64 for 4) on a local runner: one line naming the key and the
+    machine's cores, exit 2, before any Ray starts (it would pretend to have 64 CPUs)."""
+    tmp, space = files
+    runner = tmp / "runner.yaml"
+    cpus = 4 * (os.cpu_count() or 1)
+    runner.write_text(f"name: typo\ncpus_per_trial: {cpus}\nobject_store_mb: 128\n")
+    line = _survey_fails(tmp, space, runner)
+    assert f"runner 'typo': cpus_per_trial: a trial asks for {cpus} CPUs, but this machine " in line
+    assert f"has {os.cpu_count()} cores" in line
+    _nothing_written(tmp / "results")
 
 
 @pytest.mark.heavy

@@ -3,12 +3,14 @@ trials, a load of 64 trials, the driver killed then ``nas resume``, and a worker
 it runs a trial. Every planned trial must end exactly once in the campaign table with a true
 status, and rows finished before a fault must be byte-identical afterwards.
 
-The tests run in file order on one cluster; the node-kill test is last (it leaves one node)."""
+The tests run in file order on one cluster; the node-kill test leaves one node, the
+shrinking-cluster test (last) starts the worker again."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -255,3 +257,66 @@ def test_worker_node_killed_mid_trial_is_retried_on_the_head(ray_cluster, tmp_pa
     assert on_head[0] == max(on_worker) + 1, trace  # continued from its last epoch's checkpoint
     after = rows_json(folder)
     assert {t: after[t] for t in before} == before
+
+
+# ---------------------------------------------------------------------- the cluster shrinks
+def test_a_shrinking_cluster_stops_cleanly_and_resume_finishes(ray_cluster, tmp_path):
+    """Issue 29: the latency service holds the head's only CPU, so trials (1 CPU) run on the
+    worker alone. The worker dies after the first row: trials are pending and no live node can
+    fit one. The driver says so every ``status_interval_s``, stops after ``wait_for_resources_s``
+    with exit 3 and a line naming ``nas resume``, finished rows kept. The worker comes back
+    (``ray start --address=...`` again) and ``nas resume`` finishes: every trial exactly once."""
+    if len(ray_cluster.alive_nodes()) < 2:  # the node-kill test above leaves the head alone
+        ray_cluster.start_worker()
+    space, runner = write(tmp_path, widths=[8, 12, 16], epochs=1, limit=320)
+    settings = "latency: service\nwait_for_resources_s: 10\nstatus_interval_s: 3\n"
+    runner.write_text(runner.read_text().replace("latency: off\n", settings))
+    env = ray_cluster.driver_env()
+    folder = tmp_path / "shrink"
+    t0 = time.perf_counter()
+    proc = nas(
+        "survey", str(space), "--runner", str(runner), "--name", "shrink", "-n", "3",
+        "--results", str(tmp_path), env=env,
+    )  # fmt: skip
+    deadline = time.time() + 180
+    while time.time() < deadline and len(read_table(folder)) < 1 and proc.poll() is None:
+        time.sleep(0.2)
+    t_row = time.perf_counter()
+    ray_cluster.kill_worker()
+    before = rows_json(folder)
+    t_kill = time.perf_counter()
+    out, _ = proc.communicate(timeout=300)
+    t_stop = time.perf_counter()
+    assert proc.returncode == 3, out[-3000:]
+    assert 1 <= len(read_table(folder)) < 3, out[-3000:]
+    waits = re.findall(
+        r"waiting for resources: (\d) trial\(s\) pending, each needs 1 CPU, 0 GPU \(runner "
+        rf"'cluster-test'\), and no live node fits one; live nodes: {HEAD_IP} 1 CPU 0 GPU "
+        r"\(0 CPU 0 GPU for trials\); waited (\S+) of 10s",
+        out,
+    )
+    assert waits, out[-3000:]
+    stop = out.strip().splitlines()[-1]
+    assert stop.startswith("nas survey: stopped: runner 'cluster-test': no live node could fit "
+                           "a trial (1 CPU, 0 GPU) for "), out[-3000:]  # fmt: skip
+    assert f"`nas resume {folder}` continues the campaign once a node that fits" in stop
+    # (Tune logs the trial the dead node took with it, traceback included; the stop has none)
+    assert "Traceback" not in out[out.index("waiting for resources") :]
+    print("\n" + "\n".join(out.strip().splitlines()[-4:]))
+    after_stop = rows_json(folder)
+    assert {t: after_stop[t] for t in before} == before
+
+    ray_cluster.start_worker()
+    t_back = time.perf_counter()
+    resumed = nas("resume", str(folder), env=env)
+    out, _ = resumed.communicate(timeout=300)
+    print(
+        f"first row {t_row - t0:.0f} s, worker dead (seen by the head) {t_kill - t_row:.0f} s "
+        f"later, stop {t_stop - t_kill:.0f} s later, worker back {time.perf_counter() - t_back:.0f}"
+        f" s before resume finished (loaded machine)"
+    )
+    assert resumed.returncode == 0, out[-3000:]
+    df = check_complete(folder, 3)
+    assert (df["status"] == "ok").all(), df[["status", "reason"]].to_string()
+    after = rows_json(folder)
+    assert {t: after[t] for t in after_stop} == after_stop  # kept rows untouched, byte for byte

@@ -27,9 +27,12 @@ WRITE_ERRORS: list[UserError] = []
 class TableCallback(tune.Callback):
     """Driver side: one row per finished trial, written atomically as it finishes."""
 
-    def __init__(self, folder: str, campaign: str, mode: str, *, ledger=None, progress=None):
+    def __init__(
+        self, folder: str, campaign: str, mode: str, *, ledger=None, progress=None, watch=None
+    ):
         self.folder, self.campaign, self.mode = folder, campaign, mode
         self.ledger, self.progress = ledger, progress  # a Ledger actor name; a Progress
+        self.watch = watch  # a nas.campaign.watch.Watch: status lines, the wait for resources
         self._table: CampaignTable | None = None  # opened once: a write costs O(1), not O(rows)
 
     def __getstate__(self) -> dict:  # Tune pickles callbacks with the experiment
@@ -109,6 +112,14 @@ class TableCallback(tune.Callback):
         elif trial.config:
             row.update({f"param.{k}": v for k, v in trial.config.items()})
         return row
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if self.watch is not None:
+            self.watch.trial_started(trial, trials)
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.watch is not None:
+            self.watch.step(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._write(trial, trials)

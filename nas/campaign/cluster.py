@@ -12,7 +12,7 @@ from nas.campaign.auth import RISK, cluster_authenticated, prepare_auth
 from nas.campaign.runner import Runner
 from nas.errors import UserError
 
-__all__ = ["check_fits", "init_ray"]
+__all__ = ["check_fits", "check_local", "init_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +30,17 @@ def init_ray(runner: Runner) -> None:
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     import ray
 
-    if ray.is_initialized():
-        return
     address = runner.effective_address
     kwargs: dict[str, Any] = dict(
         include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
     )
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if ray.is_initialized():
+        return
     if address is None:
+        check_local(runner)  # a local Ray is started for this runner: within the machine
         kwargs.update(
-            num_cpus=runner.num_cpus or _local_cpus(runner),
+            num_cpus=runner.num_cpus or _local_cpus(runner, say=True),
             object_store_memory=runner.object_store_mb * 2**20,
         )
     _check_reachable(address, runner)
@@ -130,7 +131,39 @@ def _describe(resources: dict) -> str:
     return f"{resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU"
 
 
-def _local_cpus(runner: Runner) -> int:
-    """A local Ray's CPUs: every core, and at least one trial plus the latency service."""
+def check_local(runner: Runner) -> None:
+    """A local runner never asks for more CPUs or GPUs per trial than the machine has (a local
+    Ray would otherwise pretend to have them, and one trial would run e.g. 64 threads on 2
+    cores): one line naming the runner key."""
+    cores = os.cpu_count() or 1
+    if runner.cpus_per_trial > cores:
+        raise UserError(
+            f"runner {runner.name!r}: cpus_per_trial: a trial asks for {runner.cpus_per_trial:g} "
+            f"CPUs, but this machine has {cores} cores; a local runner does not oversubscribe "
+            f"them (allowed: 0 < cpus_per_trial <= {cores}; set address: for a cluster)"
+        )
+    if runner.gpus_per_trial:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if runner.gpus_per_trial > gpus:
+            raise UserError(
+                f"runner {runner.name!r}: gpus_per_trial: a trial asks for "
+                f"{runner.gpus_per_trial:g} GPUs, but this machine has {gpus}; a local runner "
+                f"does not oversubscribe them (allowed: 0 <= gpus_per_trial <= {gpus})"
+            )
+
+
+def _local_cpus(runner: Runner, *, say: bool = False) -> int:
+    """A local Ray's CPUs: every core, and at least one trial plus the latency service (which
+    times one model at a time; the small oversubscription is said once, with ``say``)."""
     service = runner.latency_placement()["num_cpus"] if runner.latency_service() else 0
-    return max(os.cpu_count() or 1, math.ceil(runner.cpus_per_trial + service))
+    cores = os.cpu_count() or 1
+    cpus = max(cores, math.ceil(runner.cpus_per_trial + service))
+    if say and cpus > cores:
+        logging.getLogger("nas.progress").info(
+            "local Ray: %d logical CPUs on %d cores: a trial's %g and the latency service's %g "
+            "(it times one model at a time), %d more than the machine has",
+            cpus, cores, runner.cpus_per_trial, service, cpus - cores,
+        )  # fmt: skip
+    return cpus

@@ -33,6 +33,8 @@ class Progress:
         self.started = time.time()
         self.counts: dict[str, int] = {}
         self.running = 0
+        self.best: dict[str, tuple[float, str]] = {}  # objective -> (best value, trial id)
+        self.last_line = self.started  # when a line was last logged (nas.campaign.watch)
 
     def trial_finished(self, row: Mapping[str, Any], running: int) -> None:
         status = str(row.get("status"))
@@ -46,12 +48,35 @@ class Progress:
         wall = row.get("wall_s")
         took = format_duration(wall) if isinstance(wall, (int, float)) else "?"
         reason = f" ({row['reason']})" if status != "ok" and row.get("reason") else ""
+        if status == "ok":
+            self._keep_best(row)
         log.info("trial %s %s%s %s [%s]", row.get("trial_id"), status, reason, values, took)
         log.info(self.summary())
+        self.last_line = time.time()
+
+    def _keep_best(self, row: Mapping[str, Any]) -> None:
+        for k, mode in self.objectives.items():
+            v = row.get(k)
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                continue
+            old = self.best.get(k)
+            if old is None or (v > old[0] if mode == "max" else v < old[0]):
+                self.best[k] = (float(v), str(row.get("trial_id")))
+
+    def failed(self) -> int:
+        return sum(self.counts.get(s, 0) for s in _FAILED)
+
+    def best_text(self) -> str:
+        """``best val_acc=0.81 (trial t1)`` per objective (each on its own), or ``no result yet``."""
+        if not self.best:
+            return "no result yet"
+        return "best " + " ".join(
+            f"{k}={v:.4g} ({trial})" for k, (v, trial) in sorted(self.best.items())
+        )
 
     def summary(self) -> str:
         done = sum(self.counts.values())
-        failed = sum(self.counts.get(s, 0) for s in _FAILED)
+        failed = self.failed()
         elapsed = time.time() - self.started
         left = max(self.planned - done, 0)
         eta = elapsed / done * left if done else math.inf

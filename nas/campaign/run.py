@@ -33,6 +33,7 @@ from nas.campaign.storage import (
 from nas.campaign.table import CampaignTable, campaign_space
 from nas.campaign.trainable import trainable_with_resources
 from nas.campaign.trial import TrialSpec, planned_epochs, trial_run_key
+from nas.campaign.watch import Watch, fit
 from nas.errors import UserError, blocking_file, path_component
 from nas.space.candidate import Candidate, load_candidate
 from nas.space.parse import load_space, portable_space_text
@@ -207,9 +208,10 @@ def run_campaign(
         if mode == "survey" and not plans:
             return folder
     spec = _with_services(spec, runner, folder, table, run=run, reuse=not retrain)
-    watch = Progress(manifest["planned"], spec.objectives) if progress else None
+    watch = _watch(runner, spec, manifest["planned"] if progress else None)
     try:
-        _fit(_tuner(mode, space, runner, spec, folder, run, plans, n, seed, watch, points))
+        tuner = _tuner(mode, space, runner, spec, folder, run, plans, n, seed, watch, points)
+        fit(tuner, watch, folder)
     finally:
         stop_services(ServiceNames(**spec.services))
     prune_checkpoints(location)
@@ -270,7 +272,14 @@ def _with_services(
     return replace(spec, services={"latency": names.latency, "ledger": names.ledger})
 
 
-def _tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, progress, points=()):
+def _watch(runner: Runner, spec: TrialSpec, planned: int | None) -> Watch:
+    """The run's watch; ``planned`` None: no progress lines (``--quiet``)."""
+    progress = Progress(planned, spec.objectives) if planned is not None else None
+    latency = spec.services.get("latency")
+    return Watch(runner, progress, epochs=planned_epochs(spec.train), latency=latency)
+
+
+def _tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, watch, points=()):
     from ray import tune
 
     from nas.campaign.callback import TableCallback
@@ -285,8 +294,9 @@ def _tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, progre
     else:
         param_space, num_samples = {"plan": tune.grid_search(plans)}, 1
     table = TableCallback(
-        str(folder), spec.campaign, spec.mode, ledger=spec.services["ledger"], progress=progress
-    )
+        str(folder), spec.campaign, spec.mode, ledger=spec.services["ledger"],
+        progress=watch.progress, watch=watch,
+    )  # fmt: skip
     return tune.Tuner(
         trainable_with_resources(spec, space, runner),
         param_space=param_space,
@@ -306,22 +316,6 @@ def _tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, progre
             callbacks=[table],
         ),
     )
-
-
-def _fit(tuner) -> None:
-    """``tuner.fit()``; a failed write of the campaign table (disk full, permissions) surfaces as
-    its own one-line UserError, not as Tune's wrapped traceback."""
-    from nas.campaign.callback import WRITE_ERRORS
-
-    WRITE_ERRORS.clear()
-    try:
-        tuner.fit()
-    except Exception:
-        if WRITE_ERRORS:
-            raise WRITE_ERRORS[0] from None
-        raise
-    if WRITE_ERRORS:
-        raise WRITE_ERRORS[0]
 
 
 def resume_campaign(
@@ -352,7 +346,7 @@ def resume_campaign(
     check_fits(runner)
     spec = TrialSpec(**{**manifest["spec"], "services": {}})
     spec = _with_services(spec, runner, folder, CampaignTable(folder), run="resume")
-    watch = Progress(manifest.get("planned", 0), spec.objectives) if progress else None
+    watch = _watch(runner, spec, manifest.get("planned", 0) if progress else None)
     tuner = tune.Tuner.restore(
         experiment,
         trainable=trainable_with_resources(spec, space, runner),
@@ -361,7 +355,7 @@ def resume_campaign(
     )
     _reattach(tuner, folder, spec, watch)
     try:
-        _fit(tuner)
+        fit(tuner, watch, folder)
     finally:
         stop_services(ServiceNames(**spec.services))
     prune_checkpoints(experiment)
@@ -385,9 +379,11 @@ def _check_experiment(experiment: str, folder: Path, storage: str) -> None:
         )
 
 
-def _reattach(tuner, folder: Path, spec: TrialSpec, progress) -> None:
-    """The restored table callback talks to this run's ledger and progress."""
+def _reattach(tuner, folder: Path, spec: TrialSpec, watch: Watch) -> None:
+    """The restored table callback talks to this run's ledger, progress and watch (the runner's
+    settings as they are now)."""
     callbacks = tuner._local_tuner._run_config.callbacks or []  # noqa: SLF001 - no public API
     for cb in callbacks:
         if hasattr(cb, "ledger"):
-            cb.folder, cb.ledger, cb.progress = str(folder), spec.services["ledger"], progress
+            cb.folder, cb.ledger, cb.progress = str(folder), spec.services["ledger"], watch.progress
+            cb.watch = watch

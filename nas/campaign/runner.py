@@ -25,6 +25,14 @@ DTYPES = ("float32", "bfloat16", "float16")
 SCHEDULERS = (None, *vocab.SCHEDULERS)
 AUTH_MODES = ("token", "disabled")  # Ray's RAY_AUTH_MODE values (nas.campaign.auth)
 _SAMPLERS = (None, *vocab.SAMPLERS)
+# Ray's HyperBandScheduler fills a bracket only with trials that are alive together; a search
+# creates its trials as slots free up (max_concurrent), so a bracket never fills, every trial
+# runs the full budget and nothing is stopped (a 6-trial, 3-epoch search here: 0 stopped)
+HYPERBAND = (
+    "hyperband is not supported: Ray's HyperBandScheduler fills a bracket only with trials "
+    "that run at the same time, so in a search (trials created as slots free up) it stops no "
+    "trial early; expected 'asha' (asynchronous successive halving) or null"
+)
 
 
 @dataclass(frozen=True)
@@ -51,11 +59,15 @@ class Runner:
     latency_channels_last: bool = True
     memory_batch: int | None = None  # training memory measured at this batch (default: train's)
     sampler: str | None = None  # overrides the space's sampler in `nas search`
-    scheduler: str | None = None  # asha | hyperband on val_acc (search)
+    scheduler: str | None = None  # asha on val_acc (search)
     device: str = "cpu"
     object_store_mb: int = 256
     connect_timeout_s: float = 30.0
     auth: str = "token"  # Ray token authentication; "disabled" opts out (warned each run)
+    # a cluster that shrinks: how long trials wait for a node that fits one (None: forever, for a
+    # cluster with an autoscaler) before the campaign stops (exit 3; `nas resume` continues)
+    wait_for_resources_s: float | None = 600.0
+    status_interval_s: float = 60.0  # a status line at least this often while a campaign runs
 
     @property
     def effective_address(self) -> str | None:
@@ -110,6 +122,8 @@ _FIELDS = {
     "object_store_mb": (int,),
     "connect_timeout_s": (int, float),
     "auth": (str,),
+    "wait_for_resources_s": (int, float, type(None)),
+    "status_interval_s": (int, float),
 }
 
 
@@ -142,7 +156,21 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
             raise SpaceError(
                 source, key, f"expected {' or '.join(t.__name__ for t in types)}, got {value!r}"
             )
+    if data.get("scheduler") == "hyperband":
+        raise SpaceError(source, "scheduler", HYPERBAND)
     r = replace(Runner(), **data, **extra)
+    _check_values(r, source)
+    if r.device == "cuda" and r.gpus_per_trial <= 0:
+        raise SpaceError(
+            source,
+            "gpus_per_trial",
+            "device cuda needs gpus_per_trial > 0 (e.g. 0.25 to share a GPU)",
+        )
+    return r
+
+
+def _check_values(r: Runner, source: str) -> None:
+    """Each setting within what it allows (types were checked already)."""
     checks = (
         ("latency", r.latency in LATENCY_POLICIES, f"one of {list(LATENCY_POLICIES[:4])}"),
         ("scheduler", r.scheduler in SCHEDULERS, f"one of {list(SCHEDULERS)}"),
@@ -156,17 +184,16 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
         ("object_store_mb", r.object_store_mb >= 64, "an integer >= 64"),
         ("connect_timeout_s", r.connect_timeout_s > 0, "a positive number of seconds"),
         ("auth", r.auth in AUTH_MODES, f"one of {list(AUTH_MODES)}"),
+        (
+            "wait_for_resources_s",
+            r.wait_for_resources_s is None or r.wait_for_resources_s > 0,
+            "a positive number of seconds, or null (wait forever)",
+        ),
+        ("status_interval_s", r.status_interval_s > 0, "a positive number of seconds"),
     )
     for key, ok, allowed in checks:
         if not ok:
             raise SpaceError(source, key, f"expected {allowed}, got {getattr(r, key)!r}")
-    if r.device == "cuda" and r.gpus_per_trial <= 0:
-        raise SpaceError(
-            source,
-            "gpus_per_trial",
-            "device cuda needs gpus_per_trial > 0 (e.g. 0.25 to share a GPU)",
-        )
-    return r
 
 
 def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import sys
 
 from nas.cli.parser import build_parser
 from nas.device import tune_host_allocator
-from nas.errors import UserError
+from nas.errors import CampaignPaused, UserError
 
 __all__ = ["main"]
 
@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"nas {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except CampaignPaused as e:
+        print(f"nas {args.command}: stopped: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"nas {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -92,7 +92,8 @@ def cli_reference(parser: argparse.ArgumentParser | None = None) -> str:
         "",
         "Every command prints the same text with `--help`. Exit codes: 0 done, 1 a failure, "
         "2 bad input (one line on stderr naming the file or flag, what was found and what is "
-        "allowed; no traceback).",
+        "allowed; no traceback), 3 a campaign stopped waiting for resources (`nas resume` "
+        "continues it).",
         "",
         "| command | what it does |",
         "| --- | --- |",

@@ -52,6 +52,9 @@ RUNNER_MEANINGS = {
     "device": "`cpu` or `cuda`",
     "object_store_mb": "object store of a local Ray, MiB",
     "connect_timeout_s": "an unreachable cluster fails within this time",
+    "wait_for_resources_s": "trials pending and no live node fits one (the cluster shrank): stop "
+    "after this long, exit 3 (`nas resume` continues); null waits forever (an autoscaler)",
+    "status_interval_s": "a status line whenever this long passed without a line",
     "auth": "Ray token authentication (`token`, the default) or `disabled` (warned each run); "
     "see Clusters and storage, Security",
 }

@@ -23,7 +23,7 @@ from nas.settings import (
 )
 from nas.space.candidate import Candidate, CandidateError, load_candidate
 from nas.space.claims import parse_claims
-from nas.space.dimparse import DimParser, SpaceErrors, accepts
+from nas.space.dimparse import DimParser, SpaceErrors
 from nas.space.dims import is_number
 from nas.space.pretrain import check_mask
 from nas.space.space import Space
