@@ -1,5 +1,5 @@
 """Data sets for short-budget training: digits (embedded), CIFAR-10 (local folder), ImageFolder,
-synthetic, and the procedural pathfinder (generated from a seed, cached).
+synthetic, and the procedural pathfinder and samediff (generated from a seed, cached).
 
 Small data sets live on the training device as float32 tensors (normalised NCHW images, int64
 labels) and are batched and augmented there (``iterate_batches``, ``augment``): no DataLoader, no
@@ -212,6 +212,7 @@ def load_data(cfg: DataConfig, *, device: str | torch.device = "cpu") -> DataSpl
         "cifar10": datasets.cifar10,
         "synthetic": datasets.synthetic,
         "pathfinder": datasets.pathfinder,
+        "samediff": datasets.samediff,
     }
     images, labels = loaders[cfg.dataset](cfg)
     return _finish(cfg, images, labels, device)

@@ -11,7 +11,7 @@ from pathlib import Path
 from nas.errors import UserError
 from nas.train.config import DataConfig
 
-__all__ = ["cifar10", "data_root", "digits", "pathfinder", "synthetic"]
+__all__ = ["cifar10", "data_root", "digits", "pathfinder", "samediff", "synthetic"]
 
 _CIFAR_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
@@ -134,4 +134,14 @@ def pathfinder(cfg: DataConfig):
     from nas.train import pathfinder as task
 
     images, labels, _ = task.load(cfg.pathfinder, cfg.image_size)
+    return torch.from_numpy(images), labels
+
+
+def samediff(cfg: DataConfig):
+    """Same-different glyph pairs (``nas.train.samediff``) at ``cfg.image_size``: uint8 (N, 1, S, S)."""
+    import torch
+
+    from nas.train import samediff as task
+
+    images, labels, _ = task.load(cfg.samediff, cfg.image_size)
     return torch.from_numpy(images), labels

@@ -4,8 +4,10 @@ markers and ``2 + distractors`` dashed curves; label 1 when one curve joins the 
 The shortcuts such a generator invites are removed by construction: every image draws the same
 number of curves of the same length and dash pattern, placed the same way whatever the label, and
 the classes differ only in which two curve ends carry the markers: both ends of curve 0 (joined,
-label 1) or one end of curve 0 and one of curve 1 whose distance is within 1 px of curve 0's
-end-to-end distance (not joined, label 0; images with no such pair are dropped for both labels).
+label 1) or one end of curve 0 and one of curve 1 (not joined, label 0). Curve 1 is placed with
+that end at the mirror image of curve 0's far end across the line from the image centre through
+the kept end: the unjoined pair is the joined pair mirrored, as far apart, each marker as far from
+the image centre as its counterpart (images where no try of curve 1 fits are dropped for both).
 So the marker distance, the ink, the number of curves and of free curve ends have one
 distribution for both classes. Pixels of different curves stay more than ``2 * ceil(gap / 2) + 1``
 apart (Chebyshev), so closing the dash gaps never merges two curves.
@@ -25,7 +27,7 @@ from nas.train import procedural
 
 __all__ = ["DEFAULTS", "VERSION", "generate", "load"]
 
-VERSION = 1  # bump when the drawing changes: it is part of the cache key
+VERSION = 2  # bump when the drawing changes: it is part of the cache key
 DEFAULTS: dict[str, Any] = {
     "num_images": 10000,
     "curve_length": 12,
@@ -39,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
 SIZES = (32, 128)
 _BATCH = 256  # images tried per round: part of the random stream, so of the output
 _MAX_ROUNDS = 400
-_TRIES = 8  # directions for curve 1's end, positions for each distractor
+_TRIES = 12  # directions for curve 1's end, positions for each distractor
 
 
 def load(settings: Mapping[str, Any] | None, image_size: int):
@@ -92,24 +94,44 @@ def _curves(rng, s: Mapping[str, Any], size: int, batch: int):
     clear = _Clearance(s, size, batch)
     pts = np.empty_like(rel)
     ok = np.ones(batch, dtype=bool)
+    rows = np.arange(batch)
     for j in range(c):
         turned = _rotate(rel[:, j : j + 1], spin[:, j])  # (B, K, P, 2)
-        low = r - turned.min(axis=2, keepdims=True)
-        room = np.maximum(size - 1 - r - turned.max(axis=2, keepdims=True) - low, 0)
-        pts[:, j], found = clear.first_free(turned + low + rng.random(room.shape) * room)
+        if j == 1:  # an end of curve 1 at the mirror image of an end of curve 0
+            moved, pair = _mirrored(rng, pts[:, 0], turned, size)
+        else:
+            low = r - turned.min(axis=2, keepdims=True)
+            room = np.maximum(size - 1 - r - turned.max(axis=2, keepdims=True) - low, 0)
+            moved = turned + low + rng.random(room.shape) * room
+        pts[:, j], found, pick = clear.first_free(moved)
         ok &= found
-        clear.add(pts[:, j])
-    # the unjoined pair: the end of curve 0 and the end of curve 1 whose distance is nearest the
-    # joined pair's (curve 0's ends); images where none is within 1 px are dropped for both labels
-    joined = np.hypot(*(pts[:, 0, -1] - pts[:, 0, 0]).T)
-    ends0, ends1 = pts[:, 0, [0, -1]], pts[:, 1, [0, -1]]  # (B, 2, 2)
-    apart = np.hypot(*np.moveaxis(ends0[:, :, None] - ends1[:, None], -1, 0)).reshape(batch, 4)
-    miss = np.abs(apart - joined[:, None])
-    pick = miss.argmin(axis=1)
-    ok &= miss[np.arange(batch), pick] <= 1.0
-    unjoined = np.stack([ends0[np.arange(batch), pick // 2], ends1[np.arange(batch), pick % 2]], 1)
+        if j < c - 1:  # the last curve has no curve after it to keep clear of it
+            clear.add(pts[:, j])
+        if j == 1:
+            which = pair[rows, pick]  # (B, 2): the end of curve 0 and of curve 1, as 0 or -1
+    unjoined = np.stack([pts[rows, 0, which[:, 0]], pts[rows, 1, which[:, 1]]], axis=1)
     phase = rng.uniform(0, s["dash"] + s["gap"], (batch, c))
     return pts, phase, unjoined, ok
+
+
+def _mirrored(rng, curve0, turned, size: int):
+    """``turned`` (B, K, P, 2) moved so that one of its ends lies at the mirror image of one end
+    of curve 0 (the far end) across the line from the image centre through its other end (the
+    kept end); and the pairs (kept end of curve 0, that end of curve 1) as (B, K, 2) of 0 or -1.
+    The unjoined pair is then the joined pair mirrored: the same distance apart, each marker as far
+    from the centre as its counterpart."""
+    import numpy as np
+
+    b, k = turned.shape[:2]
+    pair = -rng.integers(0, 2, (b, k, 2))  # 0: the first point, -1: the last
+    rows = np.arange(b)[:, None]
+    kept, far = curve0[rows, pair[..., 0]], curve0[rows, -1 - pair[..., 0]]  # (B, K, 2)
+    axis = kept - (size - 1) / 2
+    axis = axis / np.maximum(np.hypot(axis[..., 0], axis[..., 1]), 1e-9)[..., None]
+    rel = far - (size - 1) / 2
+    image = 2 * (rel * axis).sum(axis=-1, keepdims=True) * axis - rel + (size - 1) / 2
+    own = turned[rows, np.arange(k)[None], pair[..., 1]]  # (B, K, 2)
+    return turned + (image - own)[:, :, None], pair
 
 
 def _rotate(v, angle):
@@ -150,9 +172,9 @@ class _Clearance:
         self.near |= procedural.dilate(ink, self.reach)
         self.near_end = procedural.dilate(self.near, self.r)
 
-    def first_free(self, tries):
-        """(the first of ``tries`` (B, K, P, 2) inside the image and clear of the curves placed
-        so far, else the first; whether one was found) per image."""
+    def first_free(self, tries, also=None):
+        """(the first of ``tries`` (B, K, P, 2) inside the image, clear of the curves placed so
+        far and ``also`` (B, K) where given, else the first; whether one was found; which try)."""
         import numpy as np
 
         b, n, r = len(tries), self.size, self.r
@@ -162,9 +184,9 @@ class _Clearance:
         rows = np.arange(b)[:, None, None]
         hit = self.near[rows, px[..., 0], px[..., 1]].any(axis=2)
         hit |= self.near_end[rows, px[:, :, [0, -1], 0], px[:, :, [0, -1], 1]].any(axis=2)
-        good = inside & ~hit
+        good = inside & ~hit if also is None else inside & ~hit & also
         pick = np.where(good.any(axis=1), good.argmax(axis=1), 0)
-        return tries[np.arange(b), pick], good.any(axis=1)
+        return tries[np.arange(b), pick], good.any(axis=1), pick
 
 
 def _draw(pts, phase, unjoined, labels, s: Mapping[str, Any], size: int):
