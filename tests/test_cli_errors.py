@@ -62,8 +62,22 @@ def _nothing_written(results: Path) -> None:
         ("- a list\n", "expected a mapping of runner settings"),
         # settings that contradict each other
         ("device: cuda\ngpus_per_trial: 0\n", "device cuda needs gpus_per_trial > 0"),
+        ("latency: {reference: 3}\n", "latency.reference: expected a candidate YAML path or off"),
+        (
+            "latency: {reference: nowhere.yaml}\n",
+            "latency.reference: nowhere.yaml: cannot read (no such file)",
+        ),
     ],
-    ids=["yaml", "unknown_key", "negative", "bad_choice", "not_a_mapping", "cuda_without_gpus"],
+    ids=[
+        "yaml",
+        "unknown_key",
+        "negative",
+        "bad_choice",
+        "not_a_mapping",
+        "cuda_without_gpus",
+        "bad_reference",
+        "missing_reference",
+    ],
 )
 def test_malformed_runner(capsys, files, runner_text, needle):
     tmp, space = files

@@ -19,8 +19,20 @@ from nas.errors import SpaceError, did_you_mean
 
 __all__ = ["Runner", "load_runner", "LATENCY_POLICIES", "SCHEDULERS"]
 
-LATENCY_POLICIES = ("auto", "service", "inline", "off", "serial")  # serial: old name of service
-LATENCY_KEYS = ("mode", "cpus", "gpus", "threads", "resources", "batch", "dtype", "channels_last")
+# serial: old name of service; predict: latency_pred_ms from a fitted model (`nas latency-model`)
+LATENCY_POLICIES = ("auto", "service", "inline", "off", "predict", "serial")
+LATENCY_KEYS = (
+    "mode",
+    "cpus",
+    "gpus",
+    "threads",
+    "resources",
+    "batch",
+    "dtype",
+    "channels_last",
+    "reference",
+    "model",
+)
 DTYPES = ("float32", "bfloat16", "float16")
 SCHEDULERS = (None, *vocab.SCHEDULERS)
 _SAMPLERS = (None, *vocab.SAMPLERS)
@@ -48,6 +60,10 @@ class Runner:
     latency_batch: int = 1  # the protocol: batch, autocast dtype (CUDA), memory layout
     latency_dtype: str = "float32"
     latency_channels_last: bool = True
+    # the candidate timed in the same rounds (latency_rel): None = the space's base candidate,
+    # a candidate YAML path, or "off"
+    latency_reference: str | None = None
+    latency_model: str | None = None  # mode predict: the latency model (JSON) it predicts with
     memory_batch: int | None = None  # training memory measured at this batch (default: train's)
     sampler: str | None = None  # overrides the space's sampler in `nas search`
     scheduler: str | None = None  # asha | hyperband on val_acc (search)
@@ -141,7 +157,7 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
             )
     r = replace(Runner(), **data, **extra)
     checks = (
-        ("latency", r.latency in LATENCY_POLICIES, f"one of {list(LATENCY_POLICIES[:4])}"),
+        ("latency", r.latency in LATENCY_POLICIES, f"one of {list(LATENCY_POLICIES[:5])}"),
         ("scheduler", r.scheduler in SCHEDULERS, f"one of {list(SCHEDULERS)}"),
         ("sampler", r.sampler in _SAMPLERS, f"one of {list(_SAMPLERS)}"),
         ("cpus_per_trial", r.cpus_per_trial > 0, "a positive number"),
@@ -156,6 +172,10 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
     for key, ok, allowed in checks:
         if not ok:
             raise SpaceError(source, key, f"expected {allowed}, got {getattr(r, key)!r}")
+    if r.latency == "predict" and r.latency_model is None:
+        raise SpaceError(
+            source, "latency.model", "mode predict needs a model: {mode: predict, model: PATH}"
+        )
     if r.device == "cuda" and r.gpus_per_trial <= 0:
         raise SpaceError(
             source,
@@ -199,6 +219,21 @@ def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
                     source, "latency.dtype", f"expected one of {list(DTYPES)}, got {v!r}"
                 )
             out["latency_dtype"] = v
+        elif key == "reference":
+            if v is False or v == "off":
+                out["latency_reference"] = "off"
+            elif isinstance(v, str) and v:
+                out["latency_reference"] = v
+            else:
+                raise SpaceError(
+                    source,
+                    "latency.reference",
+                    f"expected a candidate YAML path or off, got {v!r}",
+                )
+        elif key == "model":
+            if not (isinstance(v, str) and v):
+                raise SpaceError(source, "latency.model", f"expected a file path, got {v!r}")
+            out["latency_model"] = v
         elif key == "channels_last":
             if not isinstance(v, bool):
                 raise SpaceError(

@@ -128,8 +128,9 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def _targets(path: str, n: int, seed: int):
-    """A candidate YAML gives one candidate; a space YAML gives n sampled ones."""
+def _targets(path: str, n: int, seed: int, *, with_base: bool = False):
+    """A candidate YAML gives one candidate; a space YAML gives n sampled ones. ``with_base``:
+    (candidates, the space's base candidate or None for a candidate YAML)."""
     import numpy as np
     import yaml
 
@@ -142,14 +143,34 @@ def _targets(path: str, n: int, seed: int):
     except (yaml.YAMLError, OSError, UnicodeDecodeError):
         data = None  # load_space / load_candidate report it with the file name
     if isinstance(data, dict) and ("space" in data or "data" in data or "objectives" in data):
-        samples, _ = load_space(p).sample_distinct(n, np.random.default_rng(seed))
-        return [s.candidate for s in samples]
+        space = load_space(p)
+        samples, _ = space.sample_distinct(n, np.random.default_rng(seed))
+        found = [s.candidate for s in samples]
+        return (found, space.base) if with_base else found
     if not p.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        return [load_candidate(p)]
+        found = [load_candidate(p)]
     except CandidateError as e:
         raise UserError(str(e)) from None
+    return (found, None) if with_base else found
+
+
+def _reference(args, base):
+    """``nas measure``'s reference: ``--reference`` (a candidate YAML; ``off``: none), else the
+    space's base candidate (None for a candidate target)."""
+    from nas.space.candidate import CandidateError, load_candidate
+
+    if args.reference == "off" or args.no_latency:
+        return None
+    if args.reference is None:
+        return base
+    if not Path(args.reference).is_file():
+        raise UserError(f"--reference: {args.reference}: no such file")
+    try:
+        return load_candidate(args.reference)
+    except CandidateError as e:
+        raise UserError(f"--reference: {e}") from None
 
 
 def _proxies(candidate, seed: int, batch: int = 64) -> dict:
@@ -200,14 +221,58 @@ def fit_target(args):
     )
 
 
+def _latency_text(row: dict) -> str:
+    """``nas measure``'s latency: measured (p90, cv), relative, predicted (and its flags)."""
+    lat = "-"
+    if row["latency_ms_p50"] is not None:
+        lat = (
+            f"{row['latency_ms_p50']:.3f} ms (p90 {row['latency_ms_p90']:.3f}, "
+            f"cv {row['latency_cv']:.1%})"
+        )
+    if row["latency_rel"] is not None:
+        lat += (
+            f"  rel {row['latency_rel']:.3f} [{row['latency_rel_ci_low']:.3f}, "
+            f"{row['latency_rel_ci_high']:.3f}] x reference {row['latency_ref_id']} "
+            f"({row['latency_ref_ms_p50']:.3f} ms)"
+        )
+    if "latency_pred_ms" in row:
+        pred, flags = row["latency_pred_ms"], row["latency_pred_flags"]
+        lat += "  predicted " + ("-" if pred is None else f"{pred:.3f} ms")
+        lat += f" ({flags})" if flags else ""
+    return lat
+
+
+def _row_text(row: dict) -> str:
+    """One line of ``nas measure`` (without ``--json``)."""
+    from nas.measure.proxies import PROXIES
+
+    if row["status"] != "ok":
+        return f"{row['candidate_id']}  {row['status']}: {row['error']}"
+    proxies = "".join(f"  {p} {row[p]:.4g}" for p in PROXIES if p in row)
+    return (
+        f"{row['candidate_id']}  params {row['params']:,} (deploy {row['params_deploy']:,})  "
+        f"MACs {row['macs'] / 1e6:,.2f} M (deploy {row['macs_deploy'] / 1e6:,.2f} M)  "
+        f"latency {_latency_text(row)}  "
+        f"saved for backward {row['train_saved_bytes'] / 2**20:.2f} MiB{proxies}"
+    )
+
+
+def _load_predictor(path: str | None):
+    from nas.measure.latency_model import LatencyModel
+
+    return LatencyModel.load(path) if path else None
+
+
 def cmd_measure(args) -> int:
     from nas.device import resolve_device
     from nas.measure import ROW_KEYS, LatencyProtocol, measure_candidate
-    from nas.measure.proxies import PROXIES
 
     device = str(resolve_device(args.device))
     rows = []
-    for c in _targets(args.target, args.n, args.seed):
+    targets, base = _targets(args.target, args.n, args.seed, with_base=True)
+    reference = _reference(args, base)
+    predictor = _load_predictor(args.predict_latency)
+    for c in targets:
         size = args.image_size or c.image_size
         if size != c.image_size:
             from nas.space.candidate import Candidate
@@ -222,29 +287,21 @@ def cmd_measure(args) -> int:
             channels_last=not args.nchw,
         )
         row = measure_candidate(
-            c, proto=proto, latency=not args.no_latency, throughput_batch=args.throughput_batch
+            c,
+            proto=proto,
+            latency=not args.no_latency,
+            throughput_batch=args.throughput_batch,
+            reference=reference,
         )
+        if predictor is not None:
+            from nas.measure.latency_fit import predict_candidate
+
+            pred = predict_candidate(predictor, c, proto)
+            row.update(latency_pred_ms=pred.ms, latency_pred_flags="; ".join(pred.flags) or None)
         if args.proxies:
             row.update(_proxies(c, args.seed))
         rows.append(row)
-        if args.json:
-            print(json.dumps(row), flush=True)
-        else:
-            lat = (
-                "-"
-                if row["latency_ms_p50"] is None
-                else f"{row['latency_ms_p50']:.3f} ms (p90 {row['latency_ms_p90']:.3f}, cv {row['latency_cv']:.1%})"
-            )
-            if row["status"] != "ok":
-                print(f"{row['candidate_id']}  {row['status']}: {row['error']}", flush=True)
-                continue
-            proxies = "".join(f"  {p} {row[p]:.4g}" for p in PROXIES if p in row)
-            print(
-                f"{row['candidate_id']}  params {row['params']:,} (deploy {row['params_deploy']:,})  "
-                f"MACs {row['macs'] / 1e6:,.2f} M (deploy {row['macs_deploy'] / 1e6:,.2f} M)  latency {lat}  "
-                f"saved for backward {row['train_saved_bytes'] / 2**20:.2f} MiB{proxies}",
-                flush=True,
-            )
+        print(json.dumps(row) if args.json else _row_text(row), flush=True)
     if not args.json:
         print(
             f"# {device}, torch {rows[0]['torch_version']}, {args.threads} thread(s), batch {args.batch}; "

@@ -8,6 +8,7 @@ import argparse
 from nas.cli.campaigns import add_campaign, add_quiet, add_resume, cmd_demo, cmd_export, cmd_report
 from nas.cli.commands import cmd_bench, cmd_erf, cmd_measure, cmd_sample, cmd_validate
 from nas.cli.flags import EPILOG, positive_int
+from nas.cli.latency_models import add_latency_model
 from nas.cli.surrogates import add_replay, add_surrogate
 from nas.cli.training import add_pretrain, add_train
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_export,
         add_surrogate,
         add_replay,
+        add_latency_model,
         _add_demo,
     ):
         add(sub)
@@ -103,6 +105,26 @@ def _add_sample(sub) -> None:
     s.set_defaults(func=cmd_sample)
 
 
+def _add_latency_flags(m) -> None:
+    """``nas measure``'s latency switch and its relative and predicted latency flags."""
+    m.add_argument(
+        "--no-latency", action="store_true", help="skip timing (params, MACs, memory only)"
+    )
+    m.add_argument(
+        "--reference",
+        default=None,
+        metavar="PATH",
+        help="candidate YAML timed in the same rounds as each candidate (latency_rel); default: "
+        "the space's base candidate for a space target, none for a candidate; off: none",
+    )
+    m.add_argument(
+        "--predict-latency",
+        default=None,
+        metavar="MODEL",
+        help="also predict latency_pred_ms with a latency model (nas latency-model fit)",
+    )
+
+
 def _add_measure(sub) -> None:
     """``nas measure``."""
     m = sub.add_parser(
@@ -158,9 +180,7 @@ def _add_measure(sub) -> None:
         action="store_true",
         help="time in NCHW instead of the default channels_last layout",
     )
-    m.add_argument(
-        "--no-latency", action="store_true", help="skip timing (params, MACs, memory only)"
-    )
+    _add_latency_flags(m)
     m.add_argument("--proxies", action="store_true", help="zero-cost proxies at init (64 digits)")
     m.set_defaults(func=cmd_measure)
 

@@ -1,0 +1,111 @@
+"""The block-level latency predictor on a synthetic device whose part times are known."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nas.errors import UserError
+from nas.measure.latency import LatencyProtocol
+from nas.measure.latency_fit import candidate_parts, fit_latency_model, predict_candidate
+from nas.measure.latency_model import FEATURES, LatencyModel, Part, fit_groups
+from nas.space.candidate import Candidate
+
+PROTO = LatencyProtocol(image_size=32)
+BASE = {"depths": [1, 1, 1, 1], "num_classes": 10, "image_size": 32, "grn": True, "head_dim": 4}
+
+
+def _cand(width: int, kernel: int, mixer: str = "static") -> Candidate:
+    return Candidate.from_params({**BASE, "width": width, "stage.kernel": kernel,
+                                  "stage.mixer": mixer})  # fmt: skip
+
+
+def _device_ms(part: Part) -> float:
+    """The synthetic device: a part's time is a known linear function of its features."""
+    macs, in_elems, out_elems, _ = part.features
+    return 0.01 + 1e-6 * macs + 2e-7 * in_elems + 1e-7 * out_elems
+
+
+def _fake_timers():
+    calls = {"parts": 0}
+
+    def time_parts(parts):
+        calls["parts"] += len(parts)
+        return [_device_ms(p) for p in parts]
+
+    def time_whole(cands):
+        return [sum(_device_ms(p) for p in candidate_parts(c, PROTO)) for c in cands]
+
+    return time_parts, time_whole, calls
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    time_parts, time_whole, calls = _fake_timers()
+    fit = [_cand(w, k) for w in (8, 16) for k in (3, 5, 7)]
+    check = [_cand(12, 5), _cand(16, 3)]
+    model = fit_latency_model(fit, check, proto=PROTO, time_parts=time_parts,
+                              time_whole=time_whole, calibrate=4)  # fmt: skip
+    return model, fit, time_whole, calls
+
+
+def test_exact_recovery_on_the_synthetic_device(fitted):
+    model, fit, time_whole, calls = fitted
+    assert model.alpha == pytest.approx(1.0, abs=1e-9) and model.beta == pytest.approx(
+        0.0, abs=1e-9
+    )
+    # every part was timed once: the six candidates share their stem and head
+    assert calls["parts"] == len(model.table) < sum(len(candidate_parts(c, PROTO)) for c in fit)
+    for c, whole in zip(fit, time_whole(fit)):
+        p = predict_candidate(model, c, PROTO)
+        assert p.flags == [] and p.ms == pytest.approx(whole, rel=1e-9)
+    held_out = model.meta["held_out"]
+    assert held_out["n"] == 2 and held_out["unpredicted"] == 0
+
+
+def test_a_group_regression_recovers_a_linear_device_exactly():
+    """Parts of one group that the table lacks: the least squares of the group recovers a
+    device linear in the features, in range."""
+    truth = [0.5, 2e-6, 3e-7, 1e-7, 4e-9]  # intercept, then one per feature
+
+    def part(i: int, feats: tuple) -> Part:
+        return Part(f"s{i}", "g", "Block", feats)
+
+    def ms(feats):
+        return truth[0] + sum(t * f for t, f in zip(truth[1:], feats))
+
+    feats = [(1e5 * (i + 1), 4e3 * (i % 3 + 1), 2e3 * (i % 4 + 1), 1e6 * (i % 2)) for i in range(8)]
+    groups = fit_groups([(part(i, f), ms(f)) for i, f in enumerate(feats)])
+    model = LatencyModel({}, groups)
+    new = (3.5e5, 6e3, 5e3, 5e5)
+    pred = model.predict_parts([part(99, new)])
+    assert pred.flags == [] and pred.ms == pytest.approx(ms(new), rel=1e-9)
+    assert groups["g"]["n"] == 8 and len(groups["g"]["coef"]) == len(FEATURES) + 1
+
+
+def test_out_of_range_settings_and_unfitted_blocks_are_flagged(fitted):
+    model = fitted[0]
+    wide = predict_candidate(model, _cand(64, 7), PROTO)  # widths beyond the fitted 8..16
+    assert wide.ms is not None and any("outside the fitted" in f for f in wide.flags)
+    attention = predict_candidate(model, _cand(8, 3, mixer="dynamic"), PROTO)  # never fitted
+    assert attention.ms is None and any("never fitted" in f for f in attention.flags)
+    inside = predict_candidate(model, _cand(8, 5), PROTO)
+    assert inside.flags == []
+
+
+def test_saved_and_loaded_models_predict_the_same(fitted, tmp_path):
+    model = fitted[0]
+    path = tmp_path / "model.json"
+    model.save(path)
+    data = json.loads(path.read_text())  # plain JSON: nothing that runs code on load
+    assert data["format"] == "nas-latency-model/1" and data["table"] == model.table
+    loaded = LatencyModel.load(path)
+    for c in (_cand(12, 5), _cand(64, 7), _cand(8, 3, mixer="dynamic")):
+        assert predict_candidate(loaded, c, PROTO) == predict_candidate(model, c, PROTO)
+    path.write_text(json.dumps({**data, "format": "pickle"}))
+    with pytest.raises(UserError, match="format: expected 'nas-latency-model/1', got 'pickle'"):
+        LatencyModel.load(path)
+    path.write_text("{not json")
+    with pytest.raises(UserError, match="not JSON"):
+        LatencyModel.load(path)
