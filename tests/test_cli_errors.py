@@ -63,6 +63,8 @@ def _nothing_written(results: Path) -> None:
         # settings that contradict each other
         ("device: cuda\ngpus_per_trial: 0\n", "device cuda needs gpus_per_trial > 0"),
         ("latency: {reference: 3}\n", "latency.reference: expected a candidate YAML path or off"),
+        ("latency: {mode: predict}\n", "latency.model: mode predict needs a model"),
+        ("latency: {mode: predict, model: no.json}\n", "latency.model: no.json: cannot read"),
         (
             "latency: {reference: nowhere.yaml}\n",
             "latency.reference: nowhere.yaml: cannot read (no such file)",
@@ -77,6 +79,8 @@ def _nothing_written(results: Path) -> None:
         "cuda_without_gpus",
         "bad_reference",
         "missing_reference",
+        "predict_without_model",
+        "missing_model",
     ],
 )
 def test_malformed_runner(capsys, files, runner_text, needle):

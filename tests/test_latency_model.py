@@ -109,3 +109,22 @@ def test_saved_and_loaded_models_predict_the_same(fitted, tmp_path):
     path.write_text("{not json")
     with pytest.raises(UserError, match="not JSON"):
         LatencyModel.load(path)
+
+
+def test_nas_measure_prints_the_prediction_and_refuses_a_bad_model(fitted, tmp_path, capsys):
+    import yaml
+
+    from nas.cli.main import main
+
+    model = tmp_path / "model.json"
+    fitted[0].save(model)
+    cand = tmp_path / "c.yaml"
+    cand.write_text(yaml.safe_dump(_cand(12, 5).to_dict()))
+    argv = ["measure", str(cand), "--no-latency", "--json", "--predict-latency", str(model)]
+    assert main(argv) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = predict_candidate(fitted[0], _cand(12, 5), PROTO).ms
+    assert row["latency_pred_ms"] == pytest.approx(expected) and row["latency_ms_p50"] is None
+    assert main([*argv[:-1], str(tmp_path / "none.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "none.json: cannot read" in err
