@@ -128,3 +128,25 @@ def test_nas_measure_prints_the_prediction_and_refuses_a_bad_model(fitted, tmp_p
     assert main([*argv[:-1], str(tmp_path / "none.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "none.json: cannot read" in err
+
+
+def test_a_funnel_screens_by_predicted_latency_before_training(fitted):
+    """``--by -latency_pred_ms``: the screen predicts each candidate (the value its trial's row
+    carries) and keeps the fastest."""
+    from dataclasses import asdict
+
+    from nas.campaign.funnel import _screen_chunk, parse_funnel, select
+    from nas.campaign.trial import TrialSpec
+
+    model = fitted[0]
+    spec = TrialSpec(campaign="t", mode="survey", data={"dataset": "synthetic"},
+                     measure={"proxies": []}, latency_model=model.to_json())  # fmt: skip
+    cands = [_cand(16, 7), _cand(8, 3), _cand(12, 5)]
+    plans = [{"candidate": c.to_dict(), "seed": 0, "run_key": f"k{i}"} for i, c in enumerate(cands)]
+    values = _screen_chunk(asdict(spec), plans, ())
+    expected = [predict_candidate(model, c, PROTO).ms for c in cands]
+    assert [v["latency_pred_ms"] for v in values] == pytest.approx(expected)
+    chosen = select(values, parse_funnel(3, 1, "-latency_pred_ms"))
+    assert [c["screen_kept"] for c in chosen] == [
+        i == expected.index(min(expected)) for i in range(3)
+    ]

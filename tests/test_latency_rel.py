@@ -158,3 +158,10 @@ def test_latency_rel_objective_needs_a_reference(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "latency_rel is an objective or constraint" in err and "latency.reference: off" in err
     assert not (tmp_path / "results").exists()
+    # a funnel by predicted latency needs a runner that predicts it
+    space.write_text(text)
+    funnel = ["--prescreen", "4", "--keep", "2", "--by", "-latency_pred_ms"]
+    assert main(["survey", str(space), "--name", "s", *funnel, "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "latency_pred_ms is an objective or constraint, but runner" in err
+    assert "does not predict latency" in err and err.count("\n") == 1

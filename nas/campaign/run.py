@@ -79,9 +79,12 @@ def _write_manifest(folder: Path, data: dict) -> None:
     os.replace(tmp, folder / MANIFEST)
 
 
-def _check_measurable(space: Space, runner: Runner) -> None:
-    """An objective or constraint this runner cannot measure would fail every trial silently."""
+def _check_measurable(space: Space, runner: Runner, funnel: Funnel | None = None) -> None:
+    """An objective, constraint or funnel this runner cannot measure would fail every trial
+    silently."""
     wanted = {**space.objectives, **space.constraints}
+    if funnel is not None and "latency_pred_ms" in funnel.expr.names:
+        wanted["latency_pred_ms"] = "min"  # the screen needs the runner's latency model too
     check_latency_columns(runner, wanted, source=str(space.source))
     if "train_peak_mb" in wanted and runner.device != "cuda":
         raise UserError(
@@ -180,7 +183,7 @@ def run_campaign(
     if mode not in MODES:
         raise UserError(f"mode: expected one of {list(MODES)}, got {mode!r}")
     space, runner = load_space(space_path), load_runner(runner_path)
-    _check_measurable(space, runner)
+    _check_measurable(space, runner, funnel)
     folder = _campaign_folder(results, name)
     table = CampaignTable(folder)  # reads an existing table; writes nothing
     done = set() if retrain else table.done_keys() | (handled_keys(table.df) if funnel else set())

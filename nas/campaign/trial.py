@@ -219,28 +219,17 @@ def _measure(spec: TrialSpec, candidate: Candidate, row: dict, latency) -> bool:
     if latency is not None and not spec.latency_inline:
         row.update(latency(candidate))
     if spec.latency_model:
-        row.update(_predicted_latency(spec, candidate, proto))
+        from nas.measure.latency_fit import predicted_columns
+
+        row.update(
+            predicted_columns(spec.latency_model, candidate, proto), latency_source="predict"
+        )
     row.update(cost_columns(row))
     violations += check_constraints(cost_columns(row), spec.constraints)
     if violations:
         row.update(status="infeasible", reason="; ".join(dict.fromkeys(violations)))
         return False
     return True
-
-
-def _predicted_latency(spec: TrialSpec, candidate: Candidate, proto) -> dict[str, Any]:
-    """``latency_pred_ms`` from the campaign's latency model (None for a block never fitted),
-    with what it flagged (settings outside the fitted range)."""
-    from nas.measure.latency_fit import predict_candidate
-    from nas.measure.latency_model import LatencyModel
-
-    model = LatencyModel.from_json(spec.latency_model)
-    pred = predict_candidate(model, candidate, proto)
-    return {
-        "latency_pred_ms": pred.ms,
-        "latency_pred_flags": "; ".join(pred.flags) or None,
-        "latency_source": "predict",
-    }
 
 
 def screened_row(spec: TrialSpec, plan: Mapping[str, Any], trial_id: str, values: Mapping) -> dict:

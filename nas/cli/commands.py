@@ -294,10 +294,9 @@ def cmd_measure(args) -> int:
             reference=reference,
         )
         if predictor is not None:
-            from nas.measure.latency_fit import predict_candidate
+            from nas.measure.latency_fit import predicted_columns
 
-            pred = predict_candidate(predictor, c, proto)
-            row.update(latency_pred_ms=pred.ms, latency_pred_flags="; ".join(pred.flags) or None)
+            row.update(predicted_columns(predictor, c, proto))
         if args.proxies:
             row.update(_proxies(c, args.seed))
         rows.append(row)

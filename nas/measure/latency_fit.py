@@ -33,6 +33,7 @@ __all__ = [
     "fit_latency_model",
     "held_out_quality",
     "predict_candidate",
+    "predicted_columns",
     "real_timers",
 ]
 
@@ -64,6 +65,17 @@ def candidate_parts(candidate: Candidate, proto: LatencyProtocol) -> list[Part]:
 def predict_candidate(model: LatencyModel, candidate: Candidate, proto: LatencyProtocol):
     """``Prediction`` of ``candidate`` (``ms`` None when a part was never fitted)."""
     return model.predict_parts(candidate_parts(candidate, proto))
+
+
+def predicted_columns(
+    model: LatencyModel | dict[str, Any], candidate: Candidate, proto: LatencyProtocol
+) -> dict[str, Any]:
+    """``latency_pred_ms`` (None for a block never fitted) and ``latency_pred_flags`` (what lies
+    outside the fitted range) of a row; ``model`` may be its JSON data."""
+    if not isinstance(model, LatencyModel):
+        model = LatencyModel.from_json(model)
+    pred = predict_candidate(model, candidate, proto)
+    return {"latency_pred_ms": pred.ms, "latency_pred_flags": "; ".join(pred.flags) or None}
 
 
 def fit_latency_model(
