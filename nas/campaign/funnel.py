@@ -121,7 +121,7 @@ def _screen_chunk(spec: dict, plans: list[dict], extra: tuple[str, ...]) -> list
         torch.manual_seed(plan["seed"])  # the trial builds its network the same way
         model = build_model(c)
         values |= init_proxies(model, data, settings, seed=plan["seed"], num_classes=c.num_classes)
-        if spec["latency_model"]:
+        if spec.get("latency_model"):
             values |= _predicted(spec, c)
         out.append({**values, "run_key": plan["run_key"], "screen_s": time.perf_counter() - t0})
     return out
