@@ -150,3 +150,14 @@ def test_a_funnel_screens_by_predicted_latency_before_training(fitted):
     assert [c["screen_kept"] for c in chosen] == [
         i == expected.index(min(expected)) for i in range(3)
     ]
+
+
+def test_held_out_quality_is_plain_json():
+    from nas.measure.latency_fit import held_out_quality
+
+    q = held_out_quality([1.0, None, 2.1, 2.9], [1.05, 1.0, 2.0, 3.0])
+    assert q["n"] == 3 and q["unpredicted"] == 1 and q["kendall_tau"] == 1.0
+    assert q["within_10pct"] == 1.0 and q["median_abs_rel_error"] == pytest.approx(0.05 / 1.05)
+    empty = held_out_quality([None], [1.0])
+    assert empty["kendall_tau"] is None and empty["within_10pct"] is None
+    json.dumps(empty, allow_nan=False)

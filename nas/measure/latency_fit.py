@@ -141,15 +141,16 @@ def _calibration(sums: Sequence[float], wholes: Sequence[float]) -> tuple[float,
 
 def held_out_quality(predicted: Sequence[float | None], measured: Sequence[float]) -> dict:
     """Kendall tau, share within +-10% and median absolute relative error over the candidates
-    the predictor could predict (``unpredicted``: those it could not)."""
+    the predictor could predict (``unpredicted``: those it could not; a block never fitted)."""
     pairs = [(p, m) for p, m in zip(predicted, measured) if p is not None]
     errors = [abs(p - m) / m for p, m in pairs]
-    return {
+    tau = kendall_tau(*map(list, zip(*pairs))) if len(pairs) >= 2 else math.nan
+    return {  # None where there is nothing to compute (plain JSON has no NaN)
         "n": len(pairs),
         "unpredicted": len(predicted) - len(pairs),
-        "kendall_tau": kendall_tau(*map(list, zip(*pairs))) if len(pairs) >= 2 else math.nan,
-        "within_10pct": sum(e <= 0.10 for e in errors) / len(errors) if errors else math.nan,
-        "median_abs_rel_error": statistics.median(errors) if errors else math.nan,
+        "kendall_tau": None if math.isnan(tau) else tau,
+        "within_10pct": sum(e <= 0.10 for e in errors) / len(errors) if errors else None,
+        "median_abs_rel_error": statistics.median(errors) if errors else None,
     }
 
 

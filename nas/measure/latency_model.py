@@ -176,7 +176,8 @@ class LatencyModel:
         }
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=1, sort_keys=True))
+        text = json.dumps(self.to_json(), indent=1, sort_keys=True, allow_nan=False)
+        Path(path).write_text(text)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, source: str = "<model>") -> LatencyModel:
