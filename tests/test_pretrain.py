@@ -352,8 +352,8 @@ def test_a_resumed_pretraining_keeps_the_loss_before_the_first_step(tmp_path):
     checkpoint): a run resumed from the checkpoint reports the same reference."""
     from nas.pretrain.loop import PretrainConfig, build_fcmae, pretrain
     from nas.train.config import DataConfig
-    from nas.train.trainer import TrainConfig
     from nas.train.data import load_data
+    from nas.train.trainer import TrainConfig
 
     c = Candidate.from_params(
         {"width": 8, "depths": [1, 1, 1, 1], "image_size": 32, "num_classes": 10},
