@@ -70,6 +70,8 @@ COST_COLUMNS = (
     "macs_m_deploy",
     "latency_ms_p50",
     "latency_ms_p90",
+    "latency_rel",  # latency / the reference's, timed in the same rounds (nas.measure.latency)
+    "latency_pred_ms",  # predicted by a fitted latency model (nas.measure.latency_model)
     "train_saved_mb",
     "train_peak_mb",
 )

@@ -117,6 +117,9 @@ def test_survey_then_grow_without_rerun(ray_local, tmp_path, runner):
         .all()
         .all()
     )
+    # timed in the same rounds as the space's base candidate: one reference for every row
+    assert df["latency_rel"].notna().all() and (df["latency_ref_ms_p50"] > 0).all()
+    assert df["latency_ref_id"].nunique() == 1
     checkpoints = list((folder / "ray").glob("survey-*/*/checkpoint_*/train.pt"))
     assert len(checkpoints) == 4  # every trial checkpointed its epoch (what resume continues from)
     assert (
@@ -153,6 +156,48 @@ def test_search_records_infeasible_without_training(ray_local, tmp_path, runner)
     storage = optuna.storages.JournalStorage(JournalFileBackend(str(folder / "optuna.log")))
     (summary,) = optuna.get_all_study_summaries(storage)
     assert summary.n_trials == 6
+
+
+def test_predicted_latency_fills_every_row_and_its_constraint_holds_back(ray_local, tmp_path):
+    """latency: {mode: predict}: every row has latency_pred_ms from the model, nothing is timed,
+    and a constraint on it keeps the slow candidates from training."""
+    import numpy as np
+
+    from nas.campaign import run_campaign
+    from nas.measure.latency import LatencyProtocol
+    from nas.measure.latency_fit import candidate_parts, fit_latency_model, predict_candidate
+    from nas.space import load_space
+
+    space = write_space(tmp_path, limit=10.0)
+    samples, _ = load_space(space).sample_distinct(8, np.random.default_rng(0))
+    cands = [s.candidate for s in samples]  # the whole space (2 x 2 x 2): every block is fitted
+    proto = LatencyProtocol(image_size=32)
+
+    def part_ms(parts):  # a synthetic device: the model is fitted without timing anything
+        return [1e-3 + 1e-6 * p.features[0] for p in parts]
+
+    def whole_ms(cs):
+        return [sum(part_ms(candidate_parts(c, proto))) for c in cs]
+
+    model = fit_latency_model(cands, [], proto=proto, time_parts=part_ms, time_whole=whole_ms)
+    model.save(tmp_path / "model.json")
+    limit = float(np.median([predict_candidate(model, c, proto).ms for c in cands]))
+    text = space.read_text().replace("constraints: {params_m: [0, 10.0]}",
+                                     f"constraints: {{latency_pred_ms: [0, {limit}]}}")  # fmt: skip
+    space.write_text(text)
+    runner = tmp_path / "predict.yaml"
+    runner.write_text(RUNNER.replace("latency: serial", f"latency: {{mode: predict, model: "
+                                     f"{tmp_path / 'model.json'}}}"))  # fmt: skip
+    folder = run_campaign("survey", str(space), name="p", runner_path=str(runner), n=8, seed=0,
+                          results=str(tmp_path))  # fmt: skip
+    df = read_table(folder)
+    assert len(df) == 8 and df["latency_pred_ms"].notna().all()
+    assert (df["latency_source"] == "predict").all() and df["latency_ms_p50"].isna().all()
+    infeasible = df[df["status"] == "infeasible"]
+    assert len(infeasible) >= 1 and (infeasible["latency_pred_ms"] > limit).all()
+    assert (infeasible["epochs"] == 0).all()
+    assert infeasible["reason"].str.startswith("latency_pred_ms=").all()
+    assert (df.loc[df["status"] == "ok", "latency_pred_ms"] <= limit).all()
 
 
 def test_ablate_one_factor_at_a_time(ray_local, tmp_path, runner):

@@ -69,6 +69,13 @@ def _nothing_written(results: Path) -> None:
         ),
         ("status_interval_s: soon\n", "status_interval_s: expected int or float, got 'soon'"),
         ("scheduler: hyperband\n", "scheduler: hyperband is not supported: Ray's "),
+        ("latency: {reference: 3}\n", "latency.reference: expected a candidate YAML path or off"),
+        ("latency: {mode: predict}\n", "latency.model: mode predict needs a model"),
+        ("latency: {mode: predict, model: no.json}\n", "latency.model: no.json: cannot read"),
+        (
+            "latency: {reference: nowhere.yaml}\n",
+            "latency.reference: nowhere.yaml: cannot read (no such file)",
+        ),
     ],
     ids=[
         "yaml",
@@ -80,6 +87,10 @@ def _nothing_written(results: Path) -> None:
         "wait_zero",
         "interval_text",
         "hyperband",
+        "bad_reference",
+        "predict_without_model",
+        "missing_model",
+        "missing_reference",
     ],
 )
 def test_malformed_runner(capsys, files, runner_text, needle):

@@ -4,7 +4,6 @@ threads and the seed candidates."""
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 import time
 from pathlib import Path
@@ -12,23 +11,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nas.measure.latency_fit import kendall_tau  # noqa: F401 - re-exported
+
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "spaces" / "seeds.yaml"
 CPU_THREADS = 1
-
-
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    """Kendall's tau-b of two equally long sequences (ties allowed; nan if one is constant)."""
-    if len(a) != len(b) or len(a) < 2:
-        raise ValueError(f"kendall_tau: expected two sequences of equal length >= 2, got {a}, {b}")
-    s = n_a = n_b = 0
-    for i in range(len(a)):
-        for j in range(i + 1, len(a)):
-            da = (a[i] > a[j]) - (a[i] < a[j])
-            db = (b[i] > b[j]) - (b[i] < b[j])
-            s, n_a, n_b = s + da * db, n_a + (da != 0), n_b + (db != 0)
-    return s / math.sqrt(n_a * n_b) if n_a and n_b else math.nan
 
 
 def target(label: str, value, text: str, met: bool | None) -> dict:

@@ -33,7 +33,8 @@ __all__ = [
     "select",
 ]
 
-SCREEN_NAMES = (*FAST_COLUMNS, *PROXIES)  # what --by may read
+# what --by may read (latency_pred_ms: with a runner's latency: {mode: predict})
+SCREEN_NAMES = (*FAST_COLUMNS, *PROXIES, "latency_pred_ms")
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,20 @@ def _screen_chunk(spec: dict, plans: list[dict], extra: tuple[str, ...]) -> list
         torch.manual_seed(plan["seed"])  # the trial builds its network the same way
         model = build_model(c)
         values |= init_proxies(model, data, settings, seed=plan["seed"], num_classes=c.num_classes)
+        if spec.get("latency_model"):
+            values |= _predicted(spec, c)
         out.append({**values, "run_key": plan["run_key"], "screen_s": time.perf_counter() - t0})
     return out
+
+
+def _predicted(spec: dict, c) -> dict[str, Any]:
+    """The latency model's ``latency_pred_ms`` (the value the trial's row will carry)."""
+    from nas.measure import LatencyProtocol
+    from nas.measure.latency_fit import predicted_columns
+
+    settings = {"threads": spec["threads"], **spec["latency"]}
+    proto = LatencyProtocol(device=spec["device"], image_size=c.image_size, **settings)
+    return predicted_columns(spec["latency_model"], c, proto)
 
 
 def select(values: list[Mapping[str, Any]], funnel: Funnel) -> list[dict]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nas.campaign.cluster import check_fits, init_ray
 from nas.campaign.funnel import Funnel, handled_keys, run_screen
+from nas.campaign.latency_setup import check_latency_columns, latency_spec
 from nas.campaign.plan import check_ablation, default_axes, plan_ablation, plan_survey
 from nas.campaign.progress import Progress
 from nas.campaign.runner import Runner, load_runner
@@ -47,7 +48,12 @@ MANIFEST = "campaign.json"
 
 
 def _spec(
-    space: Space, runner: Runner, campaign: str, mode: str, train_overrides: dict
+    space: Space,
+    runner: Runner,
+    campaign: str,
+    mode: str,
+    train_overrides: dict,
+    runner_source: str | None = None,
 ) -> TrialSpec:
     return TrialSpec(
         campaign=campaign,
@@ -61,6 +67,7 @@ def _spec(
         latency_inline=runner.latency_inline(),
         latency=runner.latency_settings(),
         latency_off=runner.latency == "off",
+        **latency_spec(runner, space.base, source=runner_source or "runner"),
         memory_batch=runner.memory_batch,
         threads=max(1, int(runner.cpus_per_trial)),
         device=runner.device,
@@ -73,16 +80,13 @@ def _write_manifest(folder: Path, data: dict) -> None:
     os.replace(tmp, folder / MANIFEST)
 
 
-def _check_measurable(space: Space, runner: Runner) -> None:
-    """An objective or constraint this runner cannot measure would fail every trial silently."""
+def _check_measurable(space: Space, runner: Runner, funnel: Funnel | None = None) -> None:
+    """An objective, constraint or funnel this runner cannot measure would fail every trial
+    silently."""
     wanted = {**space.objectives, **space.constraints}
-    if runner.latency == "off":
-        for col in ("latency_ms_p50", "latency_ms_p90"):
-            if col in wanted:
-                raise UserError(
-                    f"{space.source}: {col} is an objective or constraint, but runner "
-                    f"{runner.name!r} has latency: off; turn latency on or drop {col}"
-                )
+    if funnel is not None and "latency_pred_ms" in funnel.expr.names:
+        wanted["latency_pred_ms"] = "min"  # the screen needs the runner's latency model too
+    check_latency_columns(runner, wanted, source=str(space.source))
     if "train_peak_mb" in wanted and runner.device != "cuda":
         raise UserError(
             f"{space.source}: train_peak_mb is measured on CUDA only, runner {runner.name!r} "
@@ -180,11 +184,11 @@ def run_campaign(
     if mode not in MODES:
         raise UserError(f"mode: expected one of {list(MODES)}, got {mode!r}")
     space, runner = load_space(space_path), load_runner(runner_path)
-    _check_measurable(space, runner)
+    _check_measurable(space, runner, funnel)
     folder = _campaign_folder(results, name)
     table = CampaignTable(folder)  # reads an existing table; writes nothing
     done = set() if retrain else table.done_keys() | (handled_keys(table.df) if funnel else set())
-    spec = _spec(space, runner, name, mode, dict(train_overrides or {}))
+    spec = _spec(space, runner, name, mode, dict(train_overrides or {}), runner_path)
     how = dict(baseline=baseline, axes=axes, seeds=seeds, factorial=factorial, funnel=funnel)
     plans, stats = _plans(mode, space, n=n, seed=seed, train_seed=spec.train.get("seed", 0), **how)
     plans = _pending(plans, spec, done, stats)
@@ -268,6 +272,7 @@ def _with_services(
         objectives=spec.objectives,
         table_rows=rows,
         reuse=reuse,
+        reference=spec.latency_reference,
     )
     return replace(spec, services={"latency": names.latency, "ledger": names.ledger})
 

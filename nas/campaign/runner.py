@@ -19,8 +19,20 @@ from nas.errors import SpaceError, did_you_mean
 
 __all__ = ["Runner", "load_runner", "LATENCY_POLICIES", "SCHEDULERS"]
 
-LATENCY_POLICIES = ("auto", "service", "inline", "off", "serial")  # serial: old name of service
-LATENCY_KEYS = ("mode", "cpus", "gpus", "threads", "resources", "batch", "dtype", "channels_last")
+# serial: old name of service; predict: latency_pred_ms from a fitted model (`nas latency-model`)
+LATENCY_POLICIES = ("auto", "service", "inline", "off", "predict", "serial")
+LATENCY_KEYS = (
+    "mode",
+    "cpus",
+    "gpus",
+    "threads",
+    "resources",
+    "batch",
+    "dtype",
+    "channels_last",
+    "reference",
+    "model",
+)
 DTYPES = ("float32", "bfloat16", "float16")
 SCHEDULERS = (None, *vocab.SCHEDULERS)
 AUTH_MODES = ("token", "disabled")  # Ray's RAY_AUTH_MODE values (nas.campaign.auth)
@@ -57,6 +69,10 @@ class Runner:
     latency_batch: int = 1  # the protocol: batch, autocast dtype (CUDA), memory layout
     latency_dtype: str = "float32"
     latency_channels_last: bool = True
+    # the candidate timed in the same rounds (latency_rel): None = the space's base candidate,
+    # a candidate YAML path, or "off"
+    latency_reference: str | None = None
+    latency_model: str | None = None  # mode predict: the latency model (JSON) it predicts with
     memory_batch: int | None = None  # training memory measured at this batch (default: train's)
     sampler: str | None = None  # overrides the space's sampler in `nas search`
     scheduler: str | None = None  # asha on val_acc (search)
@@ -172,7 +188,7 @@ def runner_from_dict(data: Any, *, source: str) -> Runner:
 def _check_values(r: Runner, source: str) -> None:
     """Each setting within what it allows (types were checked already)."""
     checks = (
-        ("latency", r.latency in LATENCY_POLICIES, f"one of {list(LATENCY_POLICIES[:4])}"),
+        ("latency", r.latency in LATENCY_POLICIES, f"one of {list(LATENCY_POLICIES[:5])}"),
         ("scheduler", r.scheduler in SCHEDULERS, f"one of {list(SCHEDULERS)}"),
         ("sampler", r.sampler in _SAMPLERS, f"one of {list(_SAMPLERS)}"),
         ("cpus_per_trial", r.cpus_per_trial > 0, "a positive number"),
@@ -194,6 +210,10 @@ def _check_values(r: Runner, source: str) -> None:
     for key, ok, allowed in checks:
         if not ok:
             raise SpaceError(source, key, f"expected {allowed}, got {getattr(r, key)!r}")
+    if r.latency == "predict" and r.latency_model is None:
+        raise SpaceError(
+            source, "latency.model", "mode predict needs a model: {mode: predict, model: PATH}"
+        )
 
 
 def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
@@ -230,6 +250,21 @@ def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
                     source, "latency.dtype", f"expected one of {list(DTYPES)}, got {v!r}"
                 )
             out["latency_dtype"] = v
+        elif key == "reference":
+            if v is False or v == "off":
+                out["latency_reference"] = "off"
+            elif isinstance(v, str) and v:
+                out["latency_reference"] = v
+            else:
+                raise SpaceError(
+                    source,
+                    "latency.reference",
+                    f"expected a candidate YAML path or off, got {v!r}",
+                )
+        elif key == "model":
+            if not (isinstance(v, str) and v):
+                raise SpaceError(source, "latency.model", f"expected a file path, got {v!r}")
+            out["latency_model"] = v
         elif key == "channels_last":
             if not isinstance(v, bool):
                 raise SpaceError(

@@ -41,11 +41,15 @@ class ServiceNames:
 
 
 class LatencyService:
-    """One model at a time: ``measure`` builds the candidate's deploy form and times it under the
-    campaign's protocol with ``threads`` pinned threads."""
+    """One candidate at a time: ``measure`` builds the candidate's deploy form and times it under
+    the campaign's protocol with ``threads`` pinned threads, in the same rounds as the campaign's
+    reference candidate when it has one (``latency_rel``)."""
 
-    def __init__(self, *, device: str, settings: dict[str, Any]):
+    def __init__(
+        self, *, device: str, settings: dict[str, Any], reference: dict[str, Any] | None = None
+    ):
         self.device, self.settings = device, dict(settings)
+        self.reference = dict(reference or {})  # Candidate.to_dict(); timed in the same rounds
         self.threads = int(settings.get("threads", 1))
         self.cache: dict[tuple, dict[str, Any]] = {}
         tune_host_allocator()
@@ -67,6 +71,7 @@ class LatencyService:
         import torch
 
         from nas.measure import LatencyProtocol, measure_latency
+        from nas.measure.candidate import reference_model
         from nas.models.build import build_model, reparameterize
         from nas.space.candidate import Candidate
 
@@ -77,10 +82,15 @@ class LatencyService:
         key = (c.id, proto)
         if key not in self.cache:
             t0 = time.perf_counter()
+            ref_id, ref = None, None
+            if self.reference:
+                ref_id, ref = reference_model(Candidate.from_dict(self.reference), proto)
             torch.manual_seed(0)
-            lat = measure_latency(reparameterize(build_model(c)), proto)
+            deploy = reparameterize(build_model(c))
+            lat = measure_latency(deploy, proto, reference=ref, reference_key=ref_id)
             self.cache[key] = {
                 **lat,
+                "latency_ref_id": ref_id,
                 **self.where(),
                 "latency_source": "service",
                 "latency_s": time.perf_counter() - t0,
@@ -117,7 +127,14 @@ class Ledger:
 
 
 def start_services(
-    runner: Runner, *, campaign: str, run: str, objectives: dict, table_rows, reuse: bool = True
+    runner: Runner,
+    *,
+    campaign: str,
+    run: str,
+    objectives: dict,
+    table_rows,
+    reuse: bool = True,
+    reference: dict[str, Any] | None = None,
 ) -> ServiceNames:
     """Start the campaign's ledger (on the driver's node, no resources) and, unless latency is
     off or measured inside the trials, its latency service where the runner places it."""
@@ -145,7 +162,7 @@ def start_services(
             options["scheduling_strategy"] = here
         service = ray.remote(LatencyService).options(**options)
         actor = _HANDLES[names.latency] = service.remote(
-            device=runner.device, settings=runner.latency_settings()
+            device=runner.device, settings=runner.latency_settings(), reference=reference
         )
         try:
             ray.get(actor.where.remote(), timeout=runner.connect_timeout_s * 4)

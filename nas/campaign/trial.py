@@ -46,6 +46,11 @@ class TrialSpec:
     services: dict = field(default_factory=dict)  # Ray actor names: latency, ledger
     latency: dict = field(default_factory=dict)  # protocol settings: batch, dtype, channels_last
     latency_off: bool = False  # the runner's ``latency: off``: no latency column
+    # the candidate timed in the same rounds (Candidate.to_dict(); {}: none) and, when the runner
+    # named one (or ``off``), what names it in the run key (None: the space's base, the default)
+    latency_reference: dict = field(default_factory=dict)
+    latency_reference_key: str | None = None
+    latency_model: dict = field(default_factory=dict)  # mode predict: LatencyModel.to_json()
     memory_batch: int | None = None  # training memory at this batch (default: the train batch)
     measure: dict = field(default_factory=dict)  # the space's measure: section (proxies, ERF)
     screens: dict = field(default_factory=dict)  # search funnel: run key -> kept screen columns
@@ -103,6 +108,11 @@ def measurement_settings(spec: TrialSpec) -> dict[str, Any]:
     defaults = Runner().latency_settings()
     out: dict[str, Any] = {"latency": "off"} if spec.latency_off else {}
     out |= {f"latency.{k}": v for k, v in spec.latency.items() if defaults.get(k) != v}
+    if spec.latency_reference_key is not None and not spec.latency_off:
+        out["latency.reference"] = spec.latency_reference_key
+    if spec.latency_model:
+        blob = json.dumps(spec.latency_model, sort_keys=True)
+        out["latency.model"] = hashlib.sha1(blob.encode()).hexdigest()[:16]
     if spec.memory_batch is not None:
         out["memory_batch"] = spec.memory_batch
     measure = measure_settings(spec.measure)
@@ -193,8 +203,13 @@ def _measure(spec: TrialSpec, candidate: Candidate, row: dict, latency) -> bool:
     settings = {"threads": spec.threads, **spec.latency}
     proto = LatencyProtocol(device=spec.device, image_size=candidate.image_size, **settings)
     batch = spec.memory_batch or int(spec.train.get("batch_size", 128))
+    ref = spec.latency_reference
     measured = measure_candidate(
-        candidate, proto=proto, latency=spec.latency_inline, memory_batch=batch
+        candidate,
+        proto=proto,
+        latency=spec.latency_inline,
+        memory_batch=batch,
+        reference=Candidate.from_dict(ref) if ref else None,
     )
     row.update({k: v for k, v in measured.items() if k not in ("status", "error")})
     row["latency_source"] = "inline" if spec.latency_inline else None
@@ -203,6 +218,12 @@ def _measure(spec: TrialSpec, candidate: Candidate, row: dict, latency) -> bool:
         return False
     if latency is not None and not spec.latency_inline:
         row.update(latency(candidate))
+    if spec.latency_model:
+        from nas.measure.latency_fit import predicted_columns
+
+        row.update(
+            predicted_columns(spec.latency_model, candidate, proto), latency_source="predict"
+        )
     row.update(cost_columns(row))
     violations += check_constraints(cost_columns(row), spec.constraints)
     if violations:

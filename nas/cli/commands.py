@@ -128,8 +128,9 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def _targets(path: str, n: int, seed: int):
-    """A candidate YAML gives one candidate; a space YAML gives n sampled ones."""
+def _targets(path: str, n: int, seed: int, *, with_base: bool = False):
+    """A candidate YAML gives one candidate; a space YAML gives n sampled ones. ``with_base``:
+    (candidates, the space's base candidate or None for a candidate YAML)."""
     import numpy as np
     import yaml
 
@@ -142,34 +143,17 @@ def _targets(path: str, n: int, seed: int):
     except (yaml.YAMLError, OSError, UnicodeDecodeError):
         data = None  # load_space / load_candidate report it with the file name
     if isinstance(data, dict) and ("space" in data or "data" in data or "objectives" in data):
-        samples, _ = load_space(p).sample_distinct(n, np.random.default_rng(seed))
-        return [s.candidate for s in samples]
+        space = load_space(p)
+        samples, _ = space.sample_distinct(n, np.random.default_rng(seed))
+        found = [s.candidate for s in samples]
+        return (found, space.base) if with_base else found
     if not p.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        return [load_candidate(p)]
+        found = [load_candidate(p)]
     except CandidateError as e:
         raise UserError(str(e)) from None
-
-
-def _proxies(candidate, seed: int, batch: int = 64) -> dict:
-    """Zero-cost proxies at init on one seeded batch of digits at the candidate's size (what a
-    campaign trial records for the same candidate, seed and data)."""
-    import torch
-
-    from nas.campaign.analysis import init_proxies, measure_settings
-    from nas.models.build import build_model
-    from nas.train.data import DataConfig, load_data
-
-    cfg = DataConfig.from_dict(
-        {"dataset": "digits", "image_size": candidate.image_size, "seed": seed}, source="data"
-    )
-    data = load_data(cfg).with_channels(candidate.in_chans)
-    torch.manual_seed(seed)
-    settings = measure_settings({"proxy_batch": batch})
-    return init_proxies(
-        build_model(candidate), data, settings, seed=seed, num_classes=candidate.num_classes
-    )
+    return (found, None) if with_base else found
 
 
 def fit_to_data(candidate, *, dataset: str, image_size: int, seed: int, path: str | None = None):
@@ -198,99 +182,6 @@ def fit_target(args):
         seed=args.seed,
         path=args.data_path,
     )
-
-
-def cmd_measure(args) -> int:
-    from nas.device import resolve_device
-    from nas.measure import ROW_KEYS, LatencyProtocol, measure_candidate
-    from nas.measure.proxies import PROXIES
-
-    device = str(resolve_device(args.device))
-    if args.weights and not args.feature_diversity:
-        raise UserError(
-            "--weights: only --feature-diversity reads weights; add it or drop --weights"
-        )
-    rows = []
-    for c in _targets(args.target, args.n, args.seed):
-        size = args.image_size or c.image_size
-        if size != c.image_size:
-            from nas.space.candidate import Candidate
-
-            c = Candidate.from_params({"image_size": size}, base=c)
-        proto = LatencyProtocol(
-            device=device,
-            batch=args.batch,
-            image_size=size,
-            threads=args.threads,
-            dtype=args.dtype,
-            channels_last=not args.nchw,
-        )
-        row = measure_candidate(
-            c, proto=proto, latency=not args.no_latency, throughput_batch=args.throughput_batch
-        )
-        if args.proxies:
-            row.update(_proxies(c, args.seed))
-        if args.feature_diversity:
-            row.update(_feature_diversity(c, args))
-        rows.append(row)
-        if args.json:
-            print(json.dumps(row), flush=True)
-        else:
-            lat = (
-                "-"
-                if row["latency_ms_p50"] is None
-                else f"{row['latency_ms_p50']:.3f} ms (p90 {row['latency_ms_p90']:.3f}, cv {row['latency_cv']:.1%})"
-            )
-            if row["status"] != "ok":
-                print(f"{row['candidate_id']}  {row['status']}: {row['error']}", flush=True)
-                continue
-            proxies = _extras(row, PROXIES)
-            print(
-                f"{row['candidate_id']}  params {row['params']:,} (deploy {row['params_deploy']:,})  "
-                f"MACs {row['macs'] / 1e6:,.2f} M (deploy {row['macs_deploy'] / 1e6:,.2f} M)  latency {lat}  "
-                f"saved for backward {row['train_saved_bytes'] / 2**20:.2f} MiB{proxies}",
-                flush=True,
-            )
-    if not args.json:
-        print(
-            f"# {device}, torch {rows[0]['torch_version']}, {args.threads} thread(s), batch {args.batch}; "
-            f"uncounted ops: {', '.join(rows[0]['uncounted_ops'] or []) or 'none'}",
-            file=sys.stderr,
-        )
-    assert all(k in rows[0] for k in ROW_KEYS)
-    return 0 if all(r["status"] == "ok" for r in rows) else 1
-
-
-def _extras(row: dict, proxies) -> str:
-    """The proxies' and the feature diversity's values of a measured row, as one line's tail."""
-    out = "".join(f"  {p} {row[p]:.4g}" for p in proxies if p in row)
-    return out + "".join(f"  {k} {v:.4f}" for k, v in row.items() if k.startswith("featdiv_s"))
-
-
-def _feature_diversity(candidate, args) -> dict:
-    """``featdiv_s<i>`` of the candidate (at init, or with ``--weights``) on ``--images``
-    validation images of ``--dataset`` at the candidate's size."""
-    import torch
-
-    from nas.measure.featdiv import stage_diversity
-    from nas.models.build import build_model
-    from nas.models.weights import load_weights
-
-    fitted, data = fit_to_data(
-        candidate,
-        dataset=args.dataset,
-        image_size=candidate.image_size,
-        seed=args.seed,
-        path=args.data_path,
-    )
-    torch.manual_seed(args.seed)
-    model = build_model(fitted)
-    if args.weights:
-        load_weights(model, args.weights)
-    images, _ = next(
-        data.batches("val", min(args.images, data.num_val), generator=None, device="cpu")
-    )
-    return {**stage_diversity(model, images), "featdiv_images": len(images)}
 
 
 def cmd_bench(args) -> int:

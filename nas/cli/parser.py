@@ -7,9 +7,11 @@ import argparse
 
 from nas.cli.campaigns import add_campaign, add_quiet, add_resume, cmd_demo, cmd_export, cmd_report
 from nas.cli.claims import add_claims
-from nas.cli.commands import cmd_bench, cmd_erf, cmd_measure, cmd_sample, cmd_validate
+from nas.cli.commands import cmd_bench, cmd_erf, cmd_sample, cmd_validate
 from nas.cli.dashboard import add_dashboard
 from nas.cli.flags import EPILOG, positive_int
+from nas.cli.latency_models import add_latency_model
+from nas.cli.measure import cmd_measure
 from nas.cli.surrogates import add_replay, add_surrogate
 from nas.cli.training import add_pretrain, add_train
 
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_surrogate,
         add_replay,
         add_claims,
+        add_latency_model,
         _add_demo,
     ):
         add(sub)
@@ -107,6 +110,26 @@ def _add_sample(sub) -> None:
     s.set_defaults(func=cmd_sample)
 
 
+def _add_latency_flags(m) -> None:
+    """``nas measure``'s latency switch and its relative and predicted latency flags."""
+    m.add_argument(
+        "--no-latency", action="store_true", help="skip timing (params, MACs, memory only)"
+    )
+    m.add_argument(
+        "--reference",
+        default=None,
+        metavar="PATH",
+        help="candidate YAML timed in the same rounds as each candidate (latency_rel); default: "
+        "the space's base candidate for a space target, none for a candidate; off: none",
+    )
+    m.add_argument(
+        "--predict-latency",
+        default=None,
+        metavar="MODEL",
+        help="also predict latency_pred_ms with a latency model (nas latency-model fit)",
+    )
+
+
 def _add_measure(sub) -> None:
     """``nas measure``."""
     m = sub.add_parser(
@@ -162,15 +185,13 @@ def _add_measure(sub) -> None:
         action="store_true",
         help="time in NCHW instead of the default channels_last layout",
     )
+    _add_latency_flags(m)
     _add_featdiv_flags(m)
     m.set_defaults(func=cmd_measure)
 
 
 def _add_featdiv_flags(m) -> None:
     """``nas measure``'s flags of what is measured beside costs: proxies, feature diversity."""
-    m.add_argument(
-        "--no-latency", action="store_true", help="skip timing (params, MACs, memory only)"
-    )
     m.add_argument("--proxies", action="store_true", help="zero-cost proxies at init (64 digits)")
     m.add_argument(
         "--feature-diversity",

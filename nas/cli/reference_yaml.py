@@ -60,7 +60,10 @@ RUNNER_MEANINGS = {
 }
 LATENCY_MEANINGS = {
     "mode": "the policy: auto / service (the campaign's latency service), inline (timed in the "
-    "trial), off",
+    "trial), off, predict (latency_pred_ms from `model`, nothing timed)",
+    "reference": "candidate YAML timed in the same rounds for latency_rel (default: the space's "
+    "base candidate; off: none)",
+    "model": "mode predict: the latency model JSON (`nas latency-model fit`)",
     "cpus": "CPUs the service reserves (default: its threads)",
     "gpus": "GPUs the service reserves (default 1 with `device: cuda`, else 0)",
     "threads": "threads pinned while timing",

@@ -23,7 +23,14 @@ from nas.measure.counts import count_macs, count_params
 from nas.measure.latency import LatencyProtocol, measure_latency
 from nas.space.candidate import Candidate
 
-__all__ = ["ROW_KEYS", "check_constraints", "cost_columns", "fast_cost", "measure_candidate"]
+__all__ = [
+    "ROW_KEYS",
+    "check_constraints",
+    "cost_columns",
+    "fast_cost",
+    "measure_candidate",
+    "reference_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,11 @@ ROW_KEYS = (
     "latency_ci_low_ms",
     "latency_ci_high_ms",
     "latency_rounds",
+    "latency_rel",
+    "latency_rel_ci_low",
+    "latency_rel_ci_high",
+    "latency_ref_ms_p50",
+    "latency_ref_id",
     "latency_batch",
     "train_saved_bytes",
     "train_peak_bytes",
@@ -72,6 +84,8 @@ def cost_columns(row: Mapping[str, Any]) -> dict[str, float]:
         ("train_peak_bytes", "train_peak_mb", 2**20),
         ("latency_ms_p50", "latency_ms_p50", 1),
         ("latency_ms_p90", "latency_ms_p90", 1),
+        ("latency_rel", "latency_rel", 1),
+        ("latency_pred_ms", "latency_pred_ms", 1),
     ):
         if row.get(key) is not None:
             out[col] = row[key] / scale
@@ -119,6 +133,31 @@ def _memory(
     }
 
 
+def reference_model(reference: Candidate, proto: LatencyProtocol) -> tuple[str, nn.Module]:
+    """The reference's id and deploy form, taking the same input as the candidate timed with it
+    (``proto``'s image size and channels; its own architecture otherwise)."""
+    from nas.models.build import build_model, reparameterize
+
+    ref = Candidate.from_params(
+        {"image_size": proto.image_size, "in_chans": proto.in_chans}, base=reference
+    )
+    torch.manual_seed(0)
+    return ref.id, reparameterize(build_model(ref))
+
+
+def _latency(deploy, candidate, proto, reference, throughput_batch) -> dict[str, Any]:
+    """Latency columns (relative to ``reference`` when given; throughput at a second batch)."""
+    ref_id, ref = reference_model(reference, proto) if reference else (None, None)
+    out = measure_latency(deploy, proto, key=candidate.id, reference=ref, reference_key=ref_id)
+    out["latency_ref_id"] = ref_id
+    if throughput_batch:
+        tp = LatencyProtocol(**{**proto.__dict__, "batch": throughput_batch})
+        res = measure_latency(deploy, tp, key=candidate.id)
+        out["throughput_batch"] = throughput_batch
+        out["throughput_images_per_s"] = throughput_batch / res["latency_ms_p50"] * 1e3
+    return out
+
+
 def measure_candidate(
     candidate: Candidate,
     *,
@@ -127,9 +166,11 @@ def measure_candidate(
     memory: bool = True,
     throughput_batch: int | None = None,
     memory_batch: int | None = None,
+    reference: Candidate | None = None,
 ) -> dict[str, Any]:
     """One measurement row (``ROW_KEYS`` and a few extras). Failures end up in the row
-    (``status`` = ``oom`` or ``error`` with ``error``), never as an exception."""
+    (``status`` = ``oom`` or ``error`` with ``error``), never as an exception. ``reference``: a
+    candidate timed in the same rounds (``latency_rel``, ``reference_model``)."""
     from nas.models.build import build_model, reparameterize
 
     proto = dataclasses.replace(
@@ -162,12 +203,7 @@ def measure_candidate(
         if memory:
             row.update(_memory(model, candidate, proto, memory_batch))
         if latency:
-            row.update(measure_latency(deploy, proto, key=candidate.id))
-            if throughput_batch:
-                tp = LatencyProtocol(**{**proto.__dict__, "batch": throughput_batch})
-                res = measure_latency(deploy, tp, key=candidate.id)
-                row["throughput_batch"] = throughput_batch
-                row["throughput_images_per_s"] = throughput_batch / res["latency_ms_p50"] * 1e3
+            row.update(_latency(deploy, candidate, proto, reference, throughput_batch))
     except torch.OutOfMemoryError as e:
         row.update(status="oom", error=f"out of memory: {str(e).splitlines()[0]}")
     except Exception as e:  # noqa: BLE001 - a multi-candidate run records it and goes on

@@ -9,6 +9,11 @@ on CPU, ``torch.cuda.synchronize()`` around each timed run on GPU.
   a confidence interval from the order statistics of the round medians (about 94% with 5
   rounds). When the interval is wider than ``max_ci`` of the figure, more rounds are timed (up to
   ``max_rounds``): a busy stretch of the machine widens the interval instead of moving the figure.
+* Relative latency: with a ``reference`` model (by default the space's base candidate) timed in
+  the same rounds, each round gives the ratio of the candidate's round median to the reference's;
+  ``latency_rel`` is the median of these ratios, with its interval, and ``latency_ref_ms_p50`` the
+  reference's own time. A busy stretch of the machine slows both models of a round alike and
+  cancels in the ratio (the practice of hardware-aware NAS of ranking against a yardstick).
 * The row records the rounds, the interval and the warm-up a reader needs to judge the value.
 """
 
@@ -18,13 +23,20 @@ import contextlib
 import math
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["LatencyProtocol", "measure_latencies", "measure_latency", "pinned_threads"]
+__all__ = [
+    "LatencyProtocol",
+    "measure_latencies",
+    "measure_latency",
+    "pinned_threads",
+    "relative_summary",
+    "time_rounds",
+]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -64,26 +76,45 @@ def pinned_threads(threads: int):
 
 
 def measure_latency(
-    model: nn.Module, proto: LatencyProtocol, *, key: str | None = None
+    model: nn.Module,
+    proto: LatencyProtocol,
+    *,
+    key: str | None = None,
+    reference: nn.Module | None = None,
+    reference_key: str | None = None,
 ) -> dict[str, float]:
-    """Time ``model`` (already in deploy form) under ``proto``; cached per (key, protocol)."""
-    cache_key = (key, proto) if key is not None else None
+    """Time ``model`` (already in deploy form) under ``proto``; cached per (key, protocol). With
+    ``reference`` (deploy form too), the two are timed in the same rounds and the result has the
+    relative columns (``relative_summary``)."""
+    cache_key = (key, proto, reference_key) if key is not None else None
+    if reference is not None and reference_key is None:
+        cache_key = None  # an unnamed reference: nothing to key the cache by
     if cache_key is not None and cache_key in _LATENCY_CACHE:
         return dict(_LATENCY_CACHE[cache_key])
-    result = measure_latencies({"model": model}, proto)["model"]
+    models = {"model": model} | ({_REFERENCE: reference} if reference is not None else {})
+    result = measure_latencies(
+        models, proto, reference=_REFERENCE if reference is not None else None
+    )
+    result = result["model"]
     if cache_key is not None:
         _LATENCY_CACHE[cache_key] = dict(result)
     return result
 
 
-def measure_latencies(models: Mapping[str, nn.Module], proto: LatencyProtocol) -> dict[str, dict]:
-    """Time several models (deploy form) side by side: after each model's warm-up, every round
-    times each model for ``timed_iters`` runs and at least ``min_round_s`` (the order reversed
-    every other round), until every model's interval is within ``max_ci`` or ``max_rounds``.
+_REFERENCE = "reference"
 
-    A busy stretch of the machine then falls on every model alike: on the 2-core machine the
-    medians of models timed one after the other moved by up to 30% between processes and their
-    ranking swapped; timed in rounds side by side, the ranking held (``nas bench latency``).
+
+def measure_latencies(
+    models: Mapping[str, nn.Module], proto: LatencyProtocol, *, reference: str | None = None
+) -> dict[str, dict]:
+    """Time several models (deploy form) side by side (``time_rounds``): a busy stretch of the
+    machine then falls on every model alike. On the 2-core machine the medians of models timed
+    one after the other moved by up to 30% between processes and their ranking swapped; timed in
+    rounds side by side, the ranking held (``nas bench latency``).
+
+    ``reference``: the name of one of ``models``; every other model's result then has its
+    latency relative to it (``relative_summary``), and rounds go on until those intervals are
+    within ``max_ci`` too.
     """
     device = torch.device(proto.device)
     timers = {name: _timer(m, proto, device) for name, m in models.items()}
@@ -91,14 +122,56 @@ def measure_latencies(models: Mapping[str, nn.Module], proto: LatencyProtocol) -
         device.type, dtype=_DTYPES[proto.dtype], enabled=proto.dtype != "float32"
     )
     with pinned_threads(proto.threads), torch.inference_mode(), autocast:
-        warmup = {name: _warm_up(timed, proto) for name, timed in timers.items()}
-        iters = {name: _iters_per_round(timed, proto) for name, timed in timers.items()}
-        rounds: dict[str, list[list[float]]] = {name: [] for name in timers}
-        order = list(timers)
-        while _more_rounds(list(rounds.values()), proto):
-            for name in order[:: 1 if len(rounds[order[0]]) % 2 == 0 else -1]:
-                rounds[name].append([timers[name]() for _ in range(iters[name])])
-    return {name: _summary(r) | {"warmup_iters": warmup[name]} for name, r in rounds.items()}
+        rounds, warmup = time_rounds(timers, proto, reference=reference)
+    out = {name: _summary(r) | {"warmup_iters": warmup[name]} for name, r in rounds.items()}
+    if reference is not None:
+        for name in out:
+            if name != reference:
+                out[name] |= relative_summary(rounds[name], rounds[reference])
+    return out
+
+
+def time_rounds(
+    timers: Mapping[str, Callable[[], float]],
+    proto: LatencyProtocol,
+    *,
+    reference: str | None = None,
+) -> tuple[dict[str, list[list[float]]], dict[str, int]]:
+    """Warm up each timer (a function running its model once and returning milliseconds), then
+    time rounds: each round runs every model ``timed_iters`` times and at least ``min_round_s``
+    (the order reversed every other round), until every interval (and with ``reference`` every
+    relative interval) is within ``max_ci``, or ``max_rounds``. Returns the times of every round
+    of every model and each model's warm-up count."""
+    warmup = {name: _warm_up(timed, proto) for name, timed in timers.items()}
+    iters = {name: _iters_per_round(timed, proto) for name, timed in timers.items()}
+    rounds: dict[str, list[list[float]]] = {name: [] for name in timers}
+    order = list(timers)
+    while _more_rounds(rounds, proto, reference):
+        for name in order[:: 1 if len(rounds[order[0]]) % 2 == 0 else -1]:
+            rounds[name].append([timers[name]() for _ in range(iters[name])])
+    return rounds, warmup
+
+
+def relative_summary(rounds: list[list[float]], reference: list[list[float]]) -> dict[str, float]:
+    """Latency relative to a reference timed in the same rounds: the median over rounds of the
+    ratio of the two round medians, with the interval of ``_interval`` over the ratios, and the
+    reference's own median (``latency_ref_ms_p50``, as in ``_summary``)."""
+    if len(rounds) != len(reference) or not rounds:
+        raise ValueError(f"rounds: {len(rounds)} against the reference's {len(reference)}")
+    ratios = _ratios(rounds, reference)
+    lo, mid, hi = _interval(ratios)
+    return {
+        "latency_rel": mid,
+        "latency_rel_ci_low": lo,
+        "latency_rel_ci_high": hi,
+        "latency_ref_ms_p50": _interval(_round_medians(reference))[1],
+    }
+
+
+def _ratios(rounds: list[list[float]], reference: list[list[float]]) -> list[float]:
+    return sorted(
+        statistics.median(r) / statistics.median(ref) for r, ref in zip(rounds, reference)
+    )
 
 
 def _timer(model: nn.Module, proto: LatencyProtocol, device: torch.device):
@@ -125,11 +198,19 @@ def _iters_per_round(timed, proto: LatencyProtocol) -> int:
     return max(proto.timed_iters, math.ceil(proto.min_round_s / max(probe, 1e-9)))
 
 
-def _more_rounds(rounds: list[list[list[float]]], proto: LatencyProtocol) -> bool:
-    done = len(rounds[0])
+def _more_rounds(
+    rounds: Mapping[str, list[list[float]]], proto: LatencyProtocol, reference: str | None
+) -> bool:
+    done = len(next(iter(rounds.values())))
     if done < proto.rounds:
         return True
-    return done < proto.max_rounds and max(_ci_half(r) for r in rounds) > proto.max_ci
+    if done >= proto.max_rounds:
+        return False
+    widths = [_ci_half(r) for r in rounds.values()]
+    if reference is not None:
+        ref = rounds[reference]
+        widths += [_rel_ci_half(r, ref) for name, r in rounds.items() if name != reference]
+    return max(widths) > proto.max_ci
 
 
 def _warm_up(timed, proto: LatencyProtocol) -> int:
@@ -158,6 +239,11 @@ def _ci_half(rounds: list[list[float]]) -> float:
     if len(rounds) < 3:
         return math.inf
     lo, mid, hi = _interval(_round_medians(rounds))
+    return (hi - lo) / 2 / mid if mid > 0 else 0.0
+
+
+def _rel_ci_half(rounds: list[list[float]], reference: list[list[float]]) -> float:
+    lo, mid, hi = _interval(_ratios(rounds, reference))
     return (hi - lo) / 2 / mid if mid > 0 else 0.0
 
 

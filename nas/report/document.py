@@ -17,6 +17,8 @@ LABELS = {
     "val_loss": "validation loss",
     "latency_ms_p50": "deploy latency, median (ms per batch)",
     "latency_ms_p90": "deploy latency, p90 (ms per batch)",
+    "latency_rel": "deploy latency relative to the reference timed in the same rounds",
+    "latency_pred_ms": "deploy latency predicted by a latency model (ms per batch)",
     "macs_m": "MACs, training form (millions)",
     "macs_m_deploy": "MACs, deploy form (millions)",
     "params_m": "parameters, training form (millions)",
