@@ -209,3 +209,22 @@ def test_a_tiny_claim_end_to_end_on_local_ray(tmp_path):
         assert again.table["effect"].tolist() == run.table["effect"].tolist()
     finally:
         ray.shutdown()
+
+
+def test_a_survey_of_a_claim_space_reports_without_a_claims_section(tmp_path):
+    """Every table has an ``axis`` column (None outside ablations): only an ablate table is
+    compared arm against arm; a survey of the same space is reported without the section."""
+    from nas.report.claims import claims_section
+
+    (tmp_path / "space.yaml").write_text(
+        (ROOT / "spaces" / "claims" / "replknet_kernels.yaml")
+        .read_text()
+        .replace("base: ../presets/", f"base: {PRESETS}/")
+    )
+    survey = pd.DataFrame([{**_row("baseline", None, s, 0.5), "mode": "survey", "axis": None}
+                           for s in range(3)])  # fmt: skip
+    section = claims_section(survey, tmp_path)
+    assert section.unavailable and "not an ablation" in section.unavailable
+    ablation = _one_factor([0.5, 0.6, 0.55], [0.7, 0.8, 0.75])
+    section = claims_section(ablation, tmp_path)
+    assert not section.unavailable and section.table["claim"].tolist()[0] == "large-kernels-accuracy"

@@ -60,15 +60,12 @@ def _arm(df: pd.DataFrame, point: dict) -> pd.DataFrame:
 
 def claim_effects(df: pd.DataFrame, claims: Iterable) -> pd.DataFrame:
     """One row per claim (``COLUMNS``): the effect over seeds, its 95% interval, the verdict."""
-    from nas.report.ablation import _numeric
-
     _require_ablation(df)
     rows = []
     for c in claims:
         row: dict[str, Any] = {"claim": c.name, "metric": c.metric, "expect": c.expect,
                                "treatment": _point_text(c.treatment),
                                "control": _point_text(c.control), "reason": None}  # fmt: skip
-        _numeric(df, c.metric, what="metric", missing_ok=True)
         arms = [_arm(df, p) for p in (c.treatment, c.control)]
         t, k = (_per_seed(a, c.metric) if len(a) else pd.Series(dtype=float) for a in arms)
         effect, half = _difference(t, k)
@@ -117,7 +114,9 @@ def claims_section(df: pd.DataFrame, folder: Path) -> Section:
     except Exception as e:  # noqa: BLE001 - a report is drawn without the section
         section.unavailable = f"the campaign's space cannot be read ({e})"
         return section
-    if claims is None or not len(df) or "axis" not in df:
+    modes = set(df["mode"].dropna()) if len(df) and "mode" in df else set()
+    if claims is None or modes != {"ablate"}:
+        # a survey or search of a claim space has no treatment/control arms to compare
         section.unavailable = "not an ablation of a space with a claims: block (nas claims)"
         return section
     table = claim_effects(df, claims.effects)
