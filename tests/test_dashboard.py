@@ -200,3 +200,24 @@ def test_survey_params_equal_the_table():
             assert t.params["columns"] == cols["param.columns"]
         else:
             assert "columns" not in t.params  # a plain macro has no columns
+
+
+def test_survey_rows_carry_only_their_sampled_params():
+    mirror = TableMirror(SURVEY)
+    mirror.sync()
+    for t, row in zip(mirror.study.get_trials(), records(read_table(SURVEY))):
+        sampled = {k.removeprefix("param.") for k, v in row.items()
+                   if k.startswith("param.") and v is not None
+                   and not (isinstance(v, float) and math.isnan(v))}  # fmt: skip
+        assert set(t.params) <= sampled  # never an arch.* value a survey did not sample
+
+
+def test_a_row_of_a_trial_that_died_before_its_first_report(ablation):
+    """The callback's fallback row (a worker that died before reporting) has no started_at."""
+    row = _ablation_rows()[0] | {"status": "error", "val_acc": None, "history": None}
+    row.pop("started_at", None)
+    CampaignTable(ablation).add(row)
+    mirror = TableMirror(ablation)
+    assert mirror.sync() == 1
+    (t,) = mirror.study.get_trials()
+    assert t.state.name == "FAIL" and t.datetime_start is not None

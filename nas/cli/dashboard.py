@@ -89,6 +89,11 @@ def _follow(mirror, interval: float, stop: threading.Event) -> None:
         except UserError as e:  # a table caught mid-rewrite, a folder removed: try again
             log.warning("nas dashboard: %s", e)
             continue
+        except Exception as e:  # noqa: BLE001 - one bad row must not end the updates silently
+            log.warning(
+                "nas dashboard: the update failed (%s: %s); trying again", type(e).__name__, e
+            )
+            continue
         if added:
             total = len(mirror.mirrored)
             print(f"nas dashboard: +{added} trial(s), {total} in the study", flush=True)

@@ -107,12 +107,15 @@ def _intermediate(history: Any) -> dict[int, float]:
 
 
 def _params(row: dict[str, Any], distributions: dict[str, BaseDistribution]):
-    """(params, their distributions) of a row: the sampled value of each dimension; an ablation
-    samples none, so its architecture's value (``arch.*``) of the dimension."""
+    """(params, their distributions) of a row: the sampled value of each dimension (a survey's or
+    search's row leaves out the dimensions it did not sample, e.g. ``reversible`` of a plain
+    net); an ablation samples none, so its architecture's value (``arch.*``) of the dimension."""
     params, dists = {}, {}
+    sampled = any(k.startswith("param.") and v is not None for k, v in row.items())
     for name, dist in distributions.items():
         value = row.get(f"param.{name}")
-        value = row.get(f"arch.{name}") if value is None else value
+        if value is None and not sampled:  # an ablation: the architecture's value
+            value = row.get(f"arch.{name}")
         v = None if value is None else _param(value, dist)
         if v is not None:
             params[name], dists[name] = v, dist
@@ -151,7 +154,10 @@ def trial_of_row(
         state = TrialState.FAIL  # an objective was not measured: no value to show
     params, dists = _params(row, distributions)
     attrs = _attrs(row, params)
-    start = _time(row.get("started_at"))
+    finish = _time(row.get("finished_at"))
+    # a row written for a trial that died before its first report has no started_at; Optuna
+    # needs a start for every finished trial
+    start = _time(row.get("started_at")) or finish or datetime.now()
     return FrozenTrial(
         number=0,  # the storage numbers the trials it is given
         trial_id=0,
@@ -159,7 +165,7 @@ def trial_of_row(
         value=None,
         values=[float(v) for v in values] if state == TrialState.COMPLETE else None,
         datetime_start=start,
-        datetime_complete=_time(row.get("finished_at")) or start or datetime.now(),
+        datetime_complete=finish or start,
         params=params,
         distributions=dists,
         user_attrs=attrs,
