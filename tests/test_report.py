@@ -195,6 +195,13 @@ def test_knee_of_a_convex_front():
     line = pd.DataFrame({"status": "ok", "u": [0.0, 1, 2], "v": [2.0, 1, 0]})
     assert pareto_front(line, "u:min,v:min").knees == [1]
     assert pareto_front(line.iloc[[0, 2]], "u:min,v:min").knees == []
+    # equal members (one candidate's seeds) count once: still two distinct members, no knee;
+    # with a third distinct member the duplicated one shares the knee
+    twins = pd.DataFrame({"status": "ok", "u": [0.0, 0, 2], "v": [2.0, 2, 0]})
+    assert pareto_front(twins, "u:min,v:min").knees == []
+    assert sorted(
+        pareto_front(pd.concat([line, line.iloc[[1]]], ignore_index=True), "u:min,v:min").knees
+    ) == [1, 3]
     # 3 objectives: the smallest sum of normalised values
     df3 = pd.DataFrame(
         {"status": "ok", "a": [0, 1, 0.3, 0], "b": [1, 0, 0.3, 0], "c": [0, 0, 0.3, 1.0]}

@@ -294,19 +294,23 @@ def _knees(v: np.ndarray) -> np.ndarray:
     exist. With 2 objectives the extremes are (0, 1) and (1, 0), so this is the member farthest
     on the ideal side of the line through them (Das 1999's maximum bulge) on a convex front, and
     the member nearest that line on a concave or straight one: a front of >= 3 members always has
-    a knee. Ties (within 1e-12) are all knees. One member (or members all equal) is its own knee;
-    two distinct members are both extremes, a trade-off with no knee between them.
+    a knee. Ties (within 1e-12) are all knees. Members with equal values (one candidate's seeds)
+    count as one and share the verdict. One member (or members all equal) is its own knee; two
+    distinct members are both extremes, a trade-off with no knee between them.
     """
-    span = np.ptp(v, axis=0)
+    # members with equal values (e.g. one candidate's seeds) count once and share the verdict
+    distinct, member = np.unique(v, axis=0, return_inverse=True)
+    member = member.reshape(-1)
+    span = np.ptp(distinct, axis=0)
     if not span.any():
         return np.arange(len(v))
-    if len(v) < 3:
+    if len(distinct) < 3:
         return np.arange(0)
-    u = (v - v.min(axis=0)) / np.where(span > 0, span, 1.0)
+    u = (distinct - distinct.min(axis=0)) / np.where(span > 0, span, 1.0)
     extreme = ((u <= 1e-12) & (span > 0)).any(axis=1)
-    pool = np.flatnonzero(~extreme) if (~extreme).any() else np.arange(len(v))
+    pool = np.flatnonzero(~extreme) if (~extreme).any() else np.arange(len(distinct))
     score = u[pool].sum(axis=1)
-    return pool[score <= score.min() + 1e-12]
+    return np.flatnonzero(np.isin(member, pool[score <= score.min() + 1e-12]))
 
 
 def hypervolume_over_trials(
