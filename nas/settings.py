@@ -51,6 +51,17 @@ DATASETS: dict[str, int | None] = {
     "samediff": 2,
 }
 PROCEDURAL = ("pathfinder", "samediff")  # generated from a seed; settings under data.<name>
+PROCEDURAL_SIZES = {"pathfinder": (32, 128), "samediff": (32, 128)}  # image sizes they draw
+
+
+def procedural_size_problem(dataset: Any, image_size: Any) -> str | None:
+    """What is wrong with ``data.image_size`` for a procedural data set, or None."""
+    if dataset not in PROCEDURAL_SIZES or not isinstance(image_size, int):
+        return None
+    lo, hi = PROCEDURAL_SIZES[dataset]
+    if lo <= image_size <= hi:
+        return None
+    return f"{dataset} draws images of {lo}..{hi} px, got {image_size}"
 
 
 Rule = tuple[Callable[[Any], Any], str]  # (convert-or-raise, what is allowed)

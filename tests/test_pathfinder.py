@@ -151,7 +151,7 @@ def test_bad_settings_one_line(data, message):
 
 def test_impossible_settings_one_line():
     with pytest.raises(UserError, match=r"^data.image_size: pathfinder draws images of 32..128 px, got 16$"):  # fmt: skip
-        load_data(DataConfig.from_dict({"dataset": "pathfinder", "image_size": 16}))
+        DataConfig.from_dict({"dataset": "pathfinder", "image_size": 16})
     with pytest.raises(UserError, match=r"^data.pathfinder: only \d+ of \d+ tries fit at image_size 32"):  # fmt: skip
         pathfinder.load({"curve_length": 60, "num_images": 10}, 32)
 
@@ -165,3 +165,15 @@ def test_space_file_names_the_inner_key(tmp_path):
         load_space(f)
     assert "data.pathfinder.dash" in str(e.value) and str(f) in str(e.value)
     assert "expected an integer in 1..64" in str(e.value)
+
+
+def test_an_image_size_it_cannot_draw_is_refused_when_the_space_loads(tmp_path, capsys):
+    """Checked with the space (``nas validate``: exit 2, one line), not trial by trial."""
+    from nas.cli import main
+
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump({"data": {"dataset": "pathfinder", "image_size": 144}}))
+    assert main(["validate", str(f)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(f) in err
+    assert "data.image_size: pathfinder draws images of 32..128 px, got 144" in err

@@ -20,6 +20,7 @@ from nas.settings import (
     TRAIN_RULES,
     Rule,
     check_rule,
+    procedural_size_problem,
 )
 from nas.space.candidate import Candidate, CandidateError, load_candidate
 from nas.space.claims import parse_claims
@@ -55,6 +56,9 @@ def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None)
     if not isinstance(name, str):
         err("name", f"expected a string, got {name!r}")
     dataset = _section(err, "data", data.get("data"), DATA_RULES)
+    problem = procedural_size_problem(dataset.get("dataset"), dataset.get("image_size", 32))
+    if problem is not None:
+        err("data.image_size", problem)
     if "dataset" in dataset and dataset["dataset"] not in DATASETS:
         err(
             "data.dataset",

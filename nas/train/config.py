@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas.errors import UserError
-from nas.settings import DATA_RULES, PROCEDURAL, parse_fields
+from nas.settings import DATA_RULES, PROCEDURAL, parse_fields, procedural_size_problem
 
 __all__ = ["DataConfig"]
 
@@ -48,6 +48,9 @@ class DataConfig:
                 raise UserError(
                     f"data.{name}: settings for {name}, but data.dataset is {values['dataset']}"
                 )
+        problem = procedural_size_problem(values["dataset"], values["image_size"])
+        if problem is not None:
+            raise UserError(f"data.image_size: {problem}")
         if values["crop_pad"] is None:  # reflect padding would mirror a drawing's markers
             values["crop_pad"] = 0 if procedural else values["image_size"] // 8
         for key, value in values.items():

@@ -38,7 +38,6 @@ DEFAULTS: dict[str, Any] = {
     "marker_radius": 1,
     "seed": 0,
 }
-SIZES = (32, 128)
 _BATCH = 256  # images tried per round: part of the random stream, so of the output
 _MAX_ROUNDS = 400
 _TRIES = 12  # directions for curve 1's end, positions for each distractor
@@ -47,7 +46,7 @@ _TRIES = 12  # directions for curve 1's end, positions for each distractor
 def load(settings: Mapping[str, Any] | None, image_size: int):
     """(images uint8 (N, 1, S, S), labels (N,), extras {"markers": (N, 2, 2) row, col})."""
     full = {**DEFAULTS, **(settings or {})}
-    procedural.check_size("pathfinder", image_size, *SIZES)
+    procedural.check_size("pathfinder", image_size)
     return procedural.load_procedural("pathfinder", VERSION, generate, full, image_size)
 
 

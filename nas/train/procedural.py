@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.errors import UserError
+from nas.settings import procedural_size_problem
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,9 +95,10 @@ def _write(folder: Path, key: str, found) -> None:
         log.warning("%s: cannot cache %s (%s)", folder, key, e)
 
 
-def check_size(name: str, image_size: int, lo: int, hi: int) -> None:
-    if not lo <= image_size <= hi:
-        raise UserError(f"data.image_size: {name} draws images of {lo}..{hi} px, got {image_size}")
+def check_size(name: str, image_size: int) -> None:
+    problem = procedural_size_problem(name, image_size)
+    if problem is not None:
+        raise UserError(f"data.image_size: {problem}")
 
 
 def dilate(mask: np.ndarray, r: int) -> np.ndarray:

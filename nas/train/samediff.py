@@ -35,7 +35,6 @@ DEFAULTS: dict[str, Any] = {
     "min_distance": None,  # image_size / 2
     "seed": 0,
 }
-SIZES = (32, 128)
 _BATCH = 1024  # images tried per round: part of the random stream, so of the output
 _MAX_ROUNDS = 200
 _TRIES = 8  # position pairs tried per image
@@ -44,7 +43,7 @@ _TRIES = 8  # position pairs tried per image
 def load(settings: Mapping[str, Any] | None, image_size: int):
     """(images uint8 (N, 1, S, S), labels (N,), extras {"positions": (N, 2, 2) top-left row, col})."""
     full = {**DEFAULTS, **(settings or {})}
-    procedural.check_size("samediff", image_size, *SIZES)
+    procedural.check_size("samediff", image_size)
     return procedural.load_procedural("samediff", VERSION, generate, full, image_size)
 
 
