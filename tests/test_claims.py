@@ -132,6 +132,12 @@ def test_factorial_cells_with_given_and_cell_to_cell_claims():
         ({"effects": [_effect(), _effect()]}, "claim name 'lk' appears twice"),
         ({"effects": [_effect(control=13)]}, "control: equals the treatment"),
         ({"effects": [_effect(colour=1)]}, "effects[0].colour: unknown key"),
+        ({"effects": [_effect(axis=["stage.kernel"])]}, "axis: ['stage.kernel'] is not a finite"),
+        ({"effects": [_effect(treatment=13.5)]}, "treatment: 13.5 is not a value of stage.kernel"),
+        (
+            {"factorial": True, "effects": [_effect(given={"grn": 3})]},
+            "effects[0].given.grn: 3 is not a value of grn",
+        ),
     ],
 )
 def test_a_bad_claims_block_is_one_line(block, message):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas.errors import did_you_mean
+from nas.space.dimparse import in_grid
 from nas.vocab import COLUMNS, ERF_COLUMNS, FEATDIV_COLUMNS, PROXIES
 
 __all__ = ["CLAIM_KEYS", "CLAIMS_KEYS", "CLAIM_METRICS", "Claim", "ClaimSet", "parse_claims"]
@@ -140,7 +141,7 @@ def _points(err, path: str, raw: Mapping, grids: Mapping[str, Any], factorial: b
     """(treatment, control) as ``{axis: value}`` points, each value checked against its axis."""
     if "axis" in raw:
         axis = raw["axis"]
-        if axis not in grids:
+        if not isinstance(axis, str) or axis not in grids:
             err(f"{path}.axis", f"{axis!r} is not a finite dimension of the space"
                 f"{did_you_mean(axis, grids)}; allowed: {sorted(grids)}")  # fmt: skip
         given = raw.get("given") or {}
@@ -161,11 +162,14 @@ def _points(err, path: str, raw: Mapping, grids: Mapping[str, Any], factorial: b
                 f"got {sorted(points[1])}")  # fmt: skip
     for key, point in zip(("treatment", "control"), points):
         for axis, v in point.items():
-            where = f"{path}.{key}" if axis == raw.get("axis") else f"{path}.{key}.{axis}"
+            if axis == raw.get("axis"):
+                where = f"{path}.{key}"
+            else:  # a given: axis, or one axis of a cell
+                where = f"{path}.given.{axis}" if "axis" in raw else f"{path}.{key}.{axis}"
             if axis not in grids:
                 err(where, f"{axis!r} is not a finite dimension of the space; allowed: "
                     f"{sorted(grids)}")  # fmt: skip
-            if v not in grids[axis]:
+            if not in_grid(v, grids[axis]):
                 err(where, f"{v!r} is not a value of {axis}; allowed: {_values(grids[axis])}")
     if points[0] == points[1]:
         err(f"{path}.control", "equals the treatment: there is no effect to measure")

@@ -13,7 +13,7 @@ from nas.space.candidate import STAGE_FIELDS
 from nas.space.dims import CHECKS, FREE_KEYS, STAGE_KEYS, Dim, grid_size, is_number
 from nas.space.expr import Expr, ExprError
 
-__all__ = ["DimParser", "SpaceErrors", "accepts"]
+__all__ = ["DimParser", "SpaceErrors", "accepts", "in_grid"]
 
 KINDS = ("choice", "int", "float", "derive", "fixed")
 DIM_OPTIONS = ("when", "tie", "step", "log")
@@ -40,7 +40,7 @@ def accepts(rule: Rule, value: Any) -> bool:
     return True
 
 
-def _in_grid(v: Any, grid) -> bool:
+def in_grid(v: Any, grid) -> bool:
     if isinstance(grid, range):  # `in` on a range iterates for non-int values: test the number
         return is_number(v) and float(v).is_integer() and int(v) in grid
     return v in grid
@@ -131,7 +131,7 @@ class DimParser:
                 bad = [
                     v
                     for v in allowed
-                    if grid is not None and dims[ref].kind != "derive" and not _in_grid(v, grid)
+                    if grid is not None and dims[ref].kind != "derive" and not in_grid(v, grid)
                 ]
                 if bad:
                     shown = (
