@@ -313,3 +313,13 @@ def test_the_saved_surrogate_is_fitted_again_exactly_and_an_edit_is_refused(tmp_
     path.write_text(json.dumps(doc))
     err = _error(capsys, ["replay", str(folder)])
     assert "model.json: targets.val_acc: not a recipe nas surrogate fit writes" in err
+    doc["targets"]["val_acc"]["candidate"] = 0
+    doc["targets"]["val_acc"]["seed"] = -1  # numpy refuses it: refused before any refit
+    doc["sha256"] = hashlib.sha256(json.dumps(doc["targets"], sort_keys=True).encode()).hexdigest()
+    path.write_text(json.dumps(doc))
+    err = _error(capsys, ["replay", str(folder)])
+    assert "model.json: targets.val_acc: not a recipe nas surrogate fit writes" in err
+    schema_file = folder / "surrogate" / "schema.json"
+    schema_file.write_text(json.dumps({"targets": []}))
+    err = _error(capsys, ["replay", str(folder)])
+    assert "schema.json: features: expected the list of feature columns" in err

@@ -125,7 +125,13 @@ def load_surrogate(campaign: str | Path) -> Surrogate:
         model, schema, quality = (json.loads(f.read_text()) for f in files)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{folder}: cannot read the surrogate ({type(e).__name__}: {e})") from None
-    width = len(schema.get("features", [])) if isinstance(schema, dict) else -1
+    features = schema.get("features") if isinstance(schema, dict) else None
+    if not isinstance(features, list):
+        raise UserError(
+            f"{files[1]}: features: expected the list of feature columns nas surrogate fit "
+            f"writes; fit it again: nas surrogate fit {campaign}"
+        )
+    width = len(features)
     recipes = _check_model(files[0], model, width, campaign)
     models = {t: _refit(r) for t, r in recipes.items()}
     return Surrogate(schema["features"], models, quality, schema.get("rows", 0), recipes)
@@ -144,7 +150,8 @@ def _check_model(path: Path, model: Any, width: int, campaign) -> dict[str, dict
         raise UserError(f"{path}: its SHA-256 does not match its content (edited?); {refit}")
     for t, r in targets.items():
         ok = isinstance(r, dict) and isinstance(r.get("candidate"), int)
-        ok = ok and isinstance(r.get("seed"), int) and 0 <= r["candidate"] < len(candidates(0))
+        ok = ok and isinstance(r.get("seed"), int) and 0 <= r["seed"] < 2**32  # numpy's seeds
+        ok = ok and 0 <= r["candidate"] < len(candidates(0))
         ok = ok and candidates(r["seed"])[r["candidate"]][0] == r.get("model")
         ok = ok and _matrix(r.get("x"), width) and _vector(r.get("y"), len(r["x"]))
         if not ok:
