@@ -233,4 +233,6 @@ def test_a_survey_of_a_claim_space_reports_without_a_claims_section(tmp_path):
     assert section.unavailable and "not an ablation" in section.unavailable
     ablation = _one_factor([0.5, 0.6, 0.55], [0.7, 0.8, 0.75])
     section = claims_section(ablation, tmp_path)
-    assert not section.unavailable and section.table["claim"].tolist()[0] == "large-kernels-accuracy"
+    assert (
+        not section.unavailable and section.table["claim"].tolist()[0] == "large-kernels-accuracy"
+    )
