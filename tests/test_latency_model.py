@@ -99,12 +99,12 @@ def test_saved_and_loaded_models_predict_the_same(fitted, tmp_path):
     path = tmp_path / "model.json"
     model.save(path)
     data = json.loads(path.read_text())  # plain JSON: nothing that runs code on load
-    assert data["format"] == "nas-latency-model/1" and data["table"] == model.table
+    assert data["format"] == "nas-latency-model/2" and data["table"] == model.table
     loaded = LatencyModel.load(path)
     for c in (_cand(12, 5), _cand(64, 7), _cand(8, 3, mixer="dynamic")):
         assert predict_candidate(loaded, c, PROTO) == predict_candidate(model, c, PROTO)
     path.write_text(json.dumps({**data, "format": "pickle"}))
-    with pytest.raises(UserError, match="format: expected 'nas-latency-model/1', got 'pickle'"):
+    with pytest.raises(UserError, match="format: expected 'nas-latency-model/2', got 'pickle'"):
         LatencyModel.load(path)
     path.write_text("{not json")
     with pytest.raises(UserError, match="not JSON"):

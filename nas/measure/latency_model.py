@@ -37,7 +37,7 @@ from torch import nn
 __all__ = ["FEATURES", "LatencyModel", "Part", "Prediction", "fit_groups", "model_parts"]
 
 FEATURES = ("macs", "in_elems", "out_elems", "attn")
-FORMAT = "nas-latency-model/1"
+FORMAT = "nas-latency-model/2"  # /2: part signatures from nas.measure.latency_parts
 _EXPAND = {"Sequential", "ModuleList", "ModuleDict", "Column", "Level", "PlainNet", "RevColNet"}
 
 
@@ -115,9 +115,11 @@ def model_parts(model: nn.Module, x: torch.Tensor) -> list[Part]:
         elif isinstance(module, nn.Linear):
             stack[-1][0] += module.weight.numel() * out.numel() / out.shape[-1]
 
+    # leaf hooks before the parts' own: a part that is itself a leaf (a stem Conv2d) counts its
+    # multiply-adds before ``post`` closes its tally
     hooks = [m.register_forward_pre_hook(pre) for m in parts]
-    hooks += [m.register_forward_hook(post) for m in parts]
     hooks += [m.register_forward_hook(leaf) for m in model.modules() if not list(m.children())]
+    hooks += [m.register_forward_hook(post) for m in parts]
     try:
         with torch.inference_mode():
             model(x)
