@@ -99,12 +99,12 @@ def test_saved_and_loaded_models_predict_the_same(fitted, tmp_path):
     path = tmp_path / "model.json"
     model.save(path)
     data = json.loads(path.read_text())  # plain JSON: nothing that runs code on load
-    assert data["format"] == "nas-latency-model/1" and data["table"] == model.table
+    assert data["format"] == "nas-latency-model/2" and data["table"] == model.table
     loaded = LatencyModel.load(path)
     for c in (_cand(12, 5), _cand(64, 7), _cand(8, 3, mixer="dynamic")):
         assert predict_candidate(loaded, c, PROTO) == predict_candidate(model, c, PROTO)
     path.write_text(json.dumps({**data, "format": "pickle"}))
-    with pytest.raises(UserError, match="format: expected 'nas-latency-model/1', got 'pickle'"):
+    with pytest.raises(UserError, match="format: expected 'nas-latency-model/2', got 'pickle'"):
         LatencyModel.load(path)
     path.write_text("{not json")
     with pytest.raises(UserError, match="not JSON"):
@@ -161,3 +161,93 @@ def test_held_out_quality_is_plain_json():
     empty = held_out_quality([None], [1.0])
     assert empty["kendall_tau"] is None and empty["within_10pct"] is None
     json.dumps(empty, allow_nan=False)
+
+
+def _sampled(path: str, n: int, seed: int) -> list[Candidate]:
+    import numpy as np
+
+    from nas.space import load_space
+
+    samples, _ = load_space(path).sample_distinct(n, np.random.default_rng(seed))
+    return [s.candidate for s in samples]
+
+
+def _same_parts(candidate: Candidate, proto: LatencyProtocol) -> None:
+    from nas.measure.latency_fit import hooked_parts
+
+    analytic = [(p.name, p.args, p.features) for p in candidate_parts(candidate, proto)]
+    hooked = [(p.name, p.args, p.features) for p in hooked_parts(candidate, proto)]
+    assert analytic == hooked, candidate
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {
+            "stem": "replk",
+            "downsample": "replk",
+            "block": "replk",
+            "norm": "bn",
+            "stage.mixer": "mixed",
+        },
+        {
+            "macro": "revcol",
+            "columns": 2,
+            "block": "container",
+            "norm": "bn",
+            "stage.mixer": "container",
+        },
+    ],
+)
+def test_analytic_parts_equal_the_built_models(params):
+    """The enumeration from the Candidate names the parts, shapes, memory formats and MACs the
+    deploy model calls (hooks), NHWC and NCHW, batch 1 and 2."""
+    cand = Candidate.from_params({**BASE, "width": 16, "head_dim": 8, **params})
+    for proto in (PROTO, LatencyProtocol(image_size=32, batch=2, channels_last=False)):
+        _same_parts(cand, proto)
+
+
+@pytest.mark.heavy
+def test_analytic_parts_equal_the_built_models_on_sampled_spaces():
+    """Samples of spaces/seeds.yaml and spaces/quickstart.yaml, plain and RevCol."""
+    cands = _sampled("spaces/seeds.yaml", 6, 3) + _sampled("spaces/quickstart.yaml", 6, 3)
+    assert {c.macro for c in cands} == {"plain", "revcol"}
+    for i, c in enumerate(cands):
+        _same_parts(c, LatencyProtocol(image_size=c.image_size))
+        if i % 4 == 0:
+            _same_parts(c, LatencyProtocol(image_size=c.image_size, batch=2, channels_last=False))
+
+
+def test_the_fit_refuses_parts_the_built_model_does_not_call(monkeypatch):
+    from nas.measure import latency_fit
+
+    cand = _cand(8, 3)
+    parts = candidate_parts(cand, PROTO)
+    monkeypatch.setattr(latency_fit, "candidate_parts", lambda c, p: parts[:-1])
+    with pytest.raises(RuntimeError, match="analytic enumeration"):
+        latency_fit.with_modules(cand, PROTO, parts)
+
+
+def test_predicting_200_candidates_builds_no_module(fitted, monkeypatch):
+    """Prediction works from the Candidate alone: with nn.Module construction (and build_model)
+    made to fail, 200 candidates are still predicted, equal to the synthetic device."""
+    from torch import nn
+
+    import nas.models.build
+
+    model, _, time_whole, _ = fitted
+    cands = [_cand(w, k) for w in range(8, 17, 2) for k in (3, 5, 7)]  # in the fitted range
+    expected = time_whole(cands)
+    cands += _sampled("spaces/seeds.yaml", 100, 1) + _sampled(
+        "spaces/quickstart.yaml", 200 - 115, 1
+    )
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a module was built to predict latency")
+
+    monkeypatch.setattr(nn.Module, "__init__", refuse)
+    monkeypatch.setattr(nas.models.build, "build_model", refuse)
+    preds = [predict_candidate(model, c, PROTO) for c in cands]
+    assert len(preds) == 200
+    assert [p.ms for p in preds[:15]] == pytest.approx(expected, rel=1e-9)
+    assert all(p.ms is not None or p.flags for p in preds)  # a value, or why there is none

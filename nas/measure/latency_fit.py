@@ -26,15 +26,18 @@ import torch
 
 from nas.measure.latency import LatencyProtocol, measure_latencies, time_rounds
 from nas.measure.latency_model import LatencyModel, Part, fit_groups, model_parts
+from nas.measure.latency_parts import candidate_parts
 from nas.space.candidate import Candidate
 
 __all__ = [
     "candidate_parts",
     "fit_latency_model",
     "held_out_quality",
+    "hooked_parts",
     "predict_candidate",
     "predicted_columns",
     "real_timers",
+    "with_modules",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,16 +57,36 @@ def _input(candidate: Candidate, proto: LatencyProtocol) -> torch.Tensor:
     return x.to(memory_format=torch.channels_last) if proto.channels_last else x
 
 
-def candidate_parts(candidate: Candidate, proto: LatencyProtocol) -> list[Part]:
-    """The parts of ``candidate``'s deploy form at the protocol's batch and input size."""
+def hooked_parts(candidate: Candidate, proto: LatencyProtocol) -> list[Part]:
+    """The parts of ``candidate``'s deploy form as a built model calls them (with their modules,
+    for timing): ``model_parts`` at the protocol's batch, input size and memory format."""
     model = _deploy(candidate)
     if proto.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model_parts(model, _input(candidate, proto))
 
 
+def with_modules(candidate: Candidate, proto: LatencyProtocol, parts: Sequence[Part]) -> list[Part]:
+    """``parts`` (of ``candidate_parts``) with the modules of a built deploy model, after checking
+    that the model calls exactly the parts the analytic enumeration names."""
+    analytic = candidate_parts(candidate, proto)
+    hooked = hooked_parts(candidate, proto)
+    for i in range(max(len(analytic), len(hooked))):
+        a = analytic[i] if i < len(analytic) else None
+        h = hooked[i] if i < len(hooked) else None
+        if a is None or h is None or (a.name, a.args, a.features) != (h.name, h.args, h.features):
+            raise RuntimeError(
+                f"latency parts of candidate {candidate.id}: part {i} is "
+                f"{a and (a.name, a.args, a.features)} by the analytic enumeration but "
+                f"{h and (h.name, h.args, h.features)} in the built model"
+            )
+    modules = {a.signature: h.module for a, h in zip(analytic, hooked)}
+    return [dataclasses.replace(p, module=modules[p.signature]) for p in parts]
+
+
 def predict_candidate(model: LatencyModel, candidate: Candidate, proto: LatencyProtocol):
-    """``Prediction`` of ``candidate`` (``ms`` None when a part was never fitted)."""
+    """``Prediction`` of ``candidate`` (``ms`` None when a part was never fitted), from the
+    Candidate alone: no module is built."""
     return model.predict_parts(candidate_parts(candidate, proto))
 
 
@@ -102,6 +125,7 @@ def fit_latency_model(
         found.sort(key=lambda cp: -_novelty(cp[1], table, per_group))
         for c, parts in found:
             new = list({p.signature: p for p in parts if p.signature not in table}.values())
+            new = with_modules(c, proto, new) if new else new
             for part, ms in zip(new, time_parts(new) if new else []):
                 table[part.signature] = ms
                 samples.append((part, ms))

@@ -37,7 +37,7 @@ from torch import nn
 __all__ = ["FEATURES", "LatencyModel", "Part", "Prediction", "fit_groups", "model_parts"]
 
 FEATURES = ("macs", "in_elems", "out_elems", "attn")
-FORMAT = "nas-latency-model/1"
+FORMAT = "nas-latency-model/2"  # /2: part signatures from nas.measure.latency_parts
 _EXPAND = {"Sequential", "ModuleList", "ModuleDict", "Column", "Level", "PlainNet", "RevColNet"}
 
 
@@ -115,9 +115,11 @@ def model_parts(model: nn.Module, x: torch.Tensor) -> list[Part]:
         elif isinstance(module, nn.Linear):
             stack[-1][0] += module.weight.numel() * out.numel() / out.shape[-1]
 
+    # leaf hooks before the parts' own: a part that is itself a leaf (a stem Conv2d) counts its
+    # multiply-adds before ``post`` closes its tally
     hooks = [m.register_forward_pre_hook(pre) for m in parts]
-    hooks += [m.register_forward_hook(post) for m in parts]
     hooks += [m.register_forward_hook(leaf) for m in model.modules() if not list(m.children())]
+    hooks += [m.register_forward_hook(post) for m in parts]
     try:
         with torch.inference_mode():
             model(x)
@@ -143,23 +145,33 @@ class LatencyModel:
     beta: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)  # device, protocol, held-out quality
 
+    # per part signature: (milliseconds or nan, flags); parts recur across candidates. Table
+    # and groups are not changed once a model predicts.
+    _memo: dict[str, tuple[float, tuple[str, ...]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def _part_ms(self, p: Part) -> tuple[float, tuple[str, ...]]:
+        if p.signature in self.table:
+            return self.table[p.signature], ()
+        g = self.groups.get(p.group)
+        if g is None:
+            return math.nan, (f"{p.name}: a block setting never fitted (group {p.group})",)
+        flags = tuple(
+            f"{p.name}: {name} {v:.4g} outside the fitted [{lo:.4g}, {hi:.4g}]"
+            for name, v, lo, hi in zip(FEATURES, p.features, g["lo"], g["hi"])
+            if v < lo * (1 - 1e-9) or v > hi * (1 + 1e-9)
+        )
+        return _linear(g, p.features), flags
+
     def predict_parts(self, parts: Sequence[Part]) -> Prediction:
-        total, flags = 0.0, []
+        total, flags, memo = 0.0, [], self._memo
         for p in parts:
-            if p.signature in self.table:
-                total += self.table[p.signature]
-                continue
-            g = self.groups.get(p.group)
-            if g is None:
-                flags.append(f"{p.name}: a block setting never fitted (group {p.group})")
-                total = math.nan
-                continue
-            for name, v, lo, hi in zip(FEATURES, p.features, g["lo"], g["hi"]):
-                if v < lo * (1 - 1e-9) or v > hi * (1 + 1e-9):
-                    flags.append(
-                        f"{p.name}: {name} {v:.4g} outside the fitted [{lo:.4g}, {hi:.4g}]"
-                    )
-            total += _linear(g, p.features)
+            found = memo.get(p.signature)
+            if found is None:
+                found = memo[p.signature] = self._part_ms(p)
+            total += found[0]
+            flags += found[1]
         if math.isnan(total):
             return Prediction(None, flags, None)
         return Prediction(self.alpha * total + self.beta, flags, total)
@@ -211,8 +223,8 @@ class LatencyModel:
 
 
 def _linear(g: Mapping[str, Any], features: Sequence[float]) -> float:
-    x = [1.0] + [v / s for v, s in zip(features, g["scale"])]
-    return float(np.dot(g["coef"], x))
+    coef = g["coef"]
+    return float(coef[0] + sum(c * v / s for c, v, s in zip(coef[1:], features, g["scale"])))
 
 
 def fit_groups(samples: Sequence[tuple[Part, float]]) -> dict[str, dict[str, Any]]:
