@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 # every claim space of spaces/claims/ as an ablation campaign with its verdicts (resumable)
 claims: $(STAMP)
-	$(PY) -m nas.cli claims
+	$(PY) -m nas.cli claims --runner runners/claims-local.yaml
 
 # --durations=15: the 15 slowest tests, to keep the suite under its 20-minute budget
 test: $(STAMP)
