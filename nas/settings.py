@@ -29,6 +29,7 @@ __all__ = [
     "MEASURE_RULES",
     "PRETRAIN_METHODS",
     "PRETRAIN_RULES",
+    "SPACE_TRAIN_RULES",
     "TRAIN_RULES",
     "Rule",
     "as_bool",
@@ -254,6 +255,13 @@ TRAIN_RULES: dict[str, Rule] = {
     "aux_weight": (as_float(0.0), "a number >= 0"),
 }
 
+
+# A space's ``train:`` section: ``epochs: 0`` means measure only (costs, latency, proxies), no
+# training: the rows have no accuracy, so no objective may need one (nas.space.parse).
+SPACE_TRAIN_RULES: dict[str, Rule] = {
+    **TRAIN_RULES,
+    "epochs": (as_int(0), "an integer >= 0 (0: measure the candidates only, no training)"),
+}
 
 PRETRAIN_METHODS = ("none", "fcmae")
 
