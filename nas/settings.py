@@ -29,7 +29,6 @@ __all__ = [
     "MEASURE_RULES",
     "PRETRAIN_METHODS",
     "PRETRAIN_RULES",
-    "SPACE_TRAIN_RULES",
     "TRAIN_RULES",
     "Rule",
     "as_bool",
@@ -239,8 +238,10 @@ def _as_device(v: Any) -> str:
     return v
 
 
+# ``epochs: 0`` measures the candidates only (costs, latency, proxies), no training: their rows
+# have no accuracy, so no objective may need one (nas.space.parse)
 TRAIN_RULES: dict[str, Rule] = {
-    "epochs": (as_int(1), "an integer >= 1"),
+    "epochs": (as_int(0), "an integer >= 0 (0: measure the candidates only, no training)"),
     "batch_size": (as_int(1), "an integer >= 1"),
     "lr": (as_float(0.0, open_lo=True), "a positive number"),
     "min_lr": (as_float(0.0), "a number >= 0"),
@@ -255,13 +256,6 @@ TRAIN_RULES: dict[str, Rule] = {
     "aux_weight": (as_float(0.0), "a number >= 0"),
 }
 
-
-# A space's ``train:`` section: ``epochs: 0`` means measure only (costs, latency, proxies), no
-# training: the rows have no accuracy, so no objective may need one (nas.space.parse).
-SPACE_TRAIN_RULES: dict[str, Rule] = {
-    **TRAIN_RULES,
-    "epochs": (as_int(0), "an integer >= 0 (0: measure the candidates only, no training)"),
-}
 
 PRETRAIN_METHODS = ("none", "fcmae")
 

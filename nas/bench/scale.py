@@ -10,10 +10,10 @@ before training) of ``n`` trials on a local Ray, whose trials skip training (``t
   experiment state, the searcher state: the top level of Tune's experiment folder),
   ``table_kb``: the campaign table's files: sampled every second in the driver, read at the moment
   trial k finished.
-* ``suggest_ms`` (search): one suggestion of the campaign's sampler (``ask`` and the
-  define-by-run space) with the first k finished trials of the campaign's own study (its journal
-  file) in an in-memory study: the median of ``asks`` suggestions; beside it the sampler a long
-  search is advised to use (``nas.campaign.search``).
+* ``suggest_ms`` (search): one suggestion (``ask`` and the define-by-run space) with the first
+  k finished trials of the campaign's own study (its journal file) in an in-memory study: the
+  median of ``asks`` suggestions, for nas's TPE (multivariate, grouped: ``nas.campaign.search``),
+  Optuna's default TPE (independent per parameter with several objectives) and NSGA-II.
 * ``resume_s``: ``nas resume`` of the finished campaign (restore, nothing left to run), and
   ``grow_first_trial_s``: growing the finished survey by a few trials (``nas survey`` with the
   same name): from the call to the start of its first new trial.
@@ -123,12 +123,16 @@ def _campaign(mode: str, tmp: Path, n: int, marks: list[int], window: int) -> tu
     statuses = df["status"].value_counts().to_dict()
     curve = _curve(df, sampler.samples, marks, window)
     figures = {"trials": len(df), "wall_s": wall, "statuses": statuses, "curve": curve}
+    # measure only: no row trained or has an accuracy; every row has its measured costs
+    figures |= {"epochs_max": int(df["epochs"].max()), "val_acc_rows": int(df["val_acc"].count())}
+    figures["costs_missing"] = int(df[["params_m", "macs_m"]].isna().any(axis=1).sum())
     return figures, folder
 
 
-def suggest_times(folder: Path, marks: list[int], *, asks: int = 5) -> list[dict]:
-    """Milliseconds per suggestion of the campaign's sampler and of the long-search one, with
-    the first k finished trials of the campaign's study (see the module docstring)."""
+def suggest_times(folder: Path, marks: list[int], *, asks: int = 5) -> tuple[list[dict], dict]:
+    """Milliseconds per suggestion of nas's TPE, Optuna's default TPE and NSGA-II, with the first
+    k finished trials of the campaign's study (see the module docstring); and the count of the
+    study's trials by state."""
     import optuna
 
     from nas.campaign.search import _DefineByRun, _optuna_storage, make_sampler
@@ -139,6 +143,9 @@ def suggest_times(folder: Path, marks: list[int], *, asks: int = 5) -> list[dict
     (summary,) = optuna.get_all_study_summaries(storage)
     old = optuna.load_study(study_name=summary.study_name, storage=storage)
     done = [t for t in old.trials if t.state.is_finished()]
+    states: dict[str, int] = {}
+    for t in done:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
     space = _DefineByRun(campaign_space(folder))
     out = []
     samplers = {
@@ -160,7 +167,7 @@ def suggest_times(folder: Path, marks: list[int], *, asks: int = 5) -> list[dict
                 times.append(time.perf_counter() - t0)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)  # ignored by the sampler
             out.append({"sampler": name, "trials": k, "suggest_ms": 1e3 * sorted(times)[asks // 2]})
-    return out
+    return out, states
 
 
 def _resume_and_grow(tmp: Path, folder: Path, n: int, more: int) -> dict:
@@ -200,7 +207,7 @@ def bench_scale(*, n: int = 2000, marks: list[int] | None = None, window: int = 
             (tmp / "runner.yaml").write_text(RUNNER)
             survey, folder = _campaign("survey", tmp, n, marks, window)
             search, search_folder = _campaign("search", tmp, n, marks, window)
-            search["suggest"] = suggest_times(search_folder, marks)
+            search["suggest"], search["optuna_states"] = suggest_times(search_folder, marks)
             survey |= _resume_and_grow(tmp, folder, n, more=2)
     finally:
         if started_ray:

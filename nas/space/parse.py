@@ -17,7 +17,7 @@ from nas.settings import (
     DATASETS,
     MEASURE_RULES,
     PRETRAIN_RULES,
-    SPACE_TRAIN_RULES,
+    TRAIN_RULES,
     Rule,
     check_rule,
     procedural_size_problem,
@@ -64,7 +64,7 @@ def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None)
             "data.dataset",
             f"unknown data set {dataset['dataset']!r}{did_you_mean(dataset['dataset'], DATASETS)}; allowed: {list(DATASETS)}",
         )
-    train = _section(err, "train", data.get("train"), SPACE_TRAIN_RULES)
+    train = _section(err, "train", data.get("train"), TRAIN_RULES)
     pretrain = _section(err, "pretrain", data.get("pretrain"), PRETRAIN_RULES)
     measure = _section(err, "measure", data.get("measure"), MEASURE_RULES)
     base = _base(err, data.get("base"), dataset, root)
