@@ -238,8 +238,10 @@ def _as_device(v: Any) -> str:
     return v
 
 
+# ``epochs: 0`` measures the candidates only (costs, latency, proxies), no training: their rows
+# have no accuracy, so no objective may need one (nas.space.parse)
 TRAIN_RULES: dict[str, Rule] = {
-    "epochs": (as_int(1), "an integer >= 1"),
+    "epochs": (as_int(0), "an integer >= 0 (0: measure the candidates only, no training)"),
     "batch_size": (as_int(1), "an integer >= 1"),
     "lr": (as_float(0.0, open_lo=True), "a positive number"),
     "min_lr": (as_float(0.0), "a number >= 0"),

@@ -24,6 +24,7 @@ NAMES = {
     "trainer",
     "gpu",
     "report",
+    "scale",
     "all",
 }
 

@@ -380,3 +380,28 @@ def test_progress_lines_on_stderr_and_quiet(tmp_path, runner):
                            text=True, timeout=300)  # fmt: skip
     assert quiet.returncode == 0 and "done (" not in quiet.stderr and "trial " not in quiet.stderr
     assert "status: " not in quiet.stderr
+
+
+def test_scale_bench_tiny_reports_its_curves_and_measure_only_rows(ray_local):
+    """``nas bench scale`` in a tiny mode: the report's structure (not its timings), and trials
+    that skip training (``train.epochs: 0``) are ok rows with their costs and no accuracy."""
+    from nas.bench.scale import COLUMNS, bench_scale
+
+    res = bench_scale(n=4, marks=[2, 4], window=2)
+    assert res["marks"] == [2, 4]
+    for mode in ("survey", "search"):
+        part = res[mode]
+        assert part["trials"] == 4 and part["statuses"] == {"ok": 4}
+        assert [c["trials"] for c in part["curve"]] == [2, 4]
+        for point in part["curve"]:
+            assert set(point) == set(COLUMNS)
+            assert all(point[k] > 0 for k in COLUMNS)
+    suggest = res["search"]["suggest"]
+    assert {s["sampler"] for s in suggest} == {"tpe", "tpe_optuna_default", "nsga2"}
+    assert all(s["suggest_ms"] > 0 for s in suggest)
+    assert res["survey"]["resume_s"] > 0 and res["survey"]["grow_first_trial_s"] > 0
+    assert res["survey"]["grown_rows"] == 6  # two new trials, none re-run
+    for mode in ("survey", "search"):
+        assert res[mode]["epochs_max"] == 0 and res[mode]["val_acc_rows"] == 0
+        assert res[mode]["costs_missing"] == 0
+    assert res["search"]["optuna_states"] == {"COMPLETE": 4}  # told the measured costs

@@ -153,7 +153,8 @@ def test_yaml_reference_follows_the_rule_tables(monkeypatch):
 
 def test_defaults_are_read_from_the_config_classes():
     text = yaml_reference()
-    assert "| `epochs` | an integer &gt;= 1 | 6 |" in text  # TrainConfig.epochs
+    epochs = "an integer &gt;= 0 (0: measure the candidates only, no training)"
+    assert f"| `epochs` | {epochs} | 6 |" in text  # TrainConfig.epochs
     assert "| `mask_ratio` | a fraction in (0, 1) | 0.6 |" in text  # PretrainConfig
     assert "| `dataset` | one of" in text and "| digits |" in text  # DataConfig
     assert "| `connect_timeout_s` | int or float | 30.0 |" in text  # Runner

@@ -271,6 +271,27 @@ def test_a_one_channel_candidate_measures_and_trains():
     assert trial["train_batch"] == 64  # memory at the training batch
 
 
+def test_epochs_zero_measures_without_training_and_reports_only_measured_values():
+    """train.epochs 0: an ok row with its costs (and the proxies asked for), 0 epochs, no
+    accuracy or loss; the last report carries the measured objectives only."""
+    from nas.campaign.trial import TrialSpec, run_trial
+
+    c = Candidate.from_params({"width": 8, "depths": [1, 1, 1, 1], "image_size": 32},
+                              base=load_candidate(PRESETS / "convnextv2_atto.yaml"))  # fmt: skip
+    spec = TrialSpec(campaign="t", mode="search", data={"dataset": "synthetic"},
+                     train={"epochs": 0}, objectives={"params_m": "min", "macs_m": "max"},
+                     latency_inline=False, measure={"proxies": ["synflow"]})  # fmt: skip
+    reports = []
+    row = run_trial(spec, c, trial_id="m", seed=0, report=reports.append)
+    assert row["status"] == "ok" and row["epochs"] == 0 and row["reason"] is None
+    assert all(row[k] is None for k in ("val_acc", "val_acc_best", "val_loss", "train_loss"))
+    assert row["params_m"] > 0 and row["macs_m"] > 0 and row["synflow"] is not None
+    assert "train_s" not in row and "history" not in row
+    (last,) = reports
+    assert last["status"] == "ok" and "val_acc" not in last
+    assert (last["params_m"], last["macs_m"]) == (row["params_m"], row["macs_m"])
+
+
 def test_runner_measurement_settings_are_parsed_and_recorded(tmp_path):
     from nas.campaign.runner import load_runner
 

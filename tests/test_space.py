@@ -564,3 +564,14 @@ def test_a_campaign_copy_of_a_space_stands_alone(tmp_path):
     (src / "q.yaml").unlink()
     with pytest.raises(SpaceError, match="base"):
         campaign_space(folder)
+
+
+def test_epochs_zero_measures_only_and_refuses_what_needs_training():
+    space = parse_space({"train": {"epochs": 0}, "objectives": {"params_m": "min"}})
+    assert space.train["epochs"] == 0
+    with pytest.raises(SpaceError, match=r"^<space>: objectives: \['val_acc'\] need training"):
+        parse_space({"train": {"epochs": 0}, "objectives": {"val_acc": "max"}})
+    with pytest.raises(SpaceError, match=r"^<space>: pretrain.method: pre-training needs"):
+        parse_space({"train": {"epochs": 0}, "pretrain": {"method": "fcmae"}})
+    with pytest.raises(SpaceError, match=r"^<space>: train.epochs: .*an integer >= 0"):
+        parse_space({"train": {"epochs": -1}})

@@ -25,6 +25,7 @@ from nas.bench.latency import bench_latency
 from nas.bench.reparam import bench_reparam
 from nas.bench.report import bench_report
 from nas.bench.revcol import bench_revcol
+from nas.bench.scale import bench as bench_scale
 from nas.bench.surrogate import bench as bench_surrogate
 from nas.bench.trainer import bench as bench_trainer
 from nas.errors import UserError
@@ -49,6 +50,7 @@ BENCHES: dict[str, Callable[..., dict]] = {
     "surrogate": bench_surrogate,
     "gpu": bench_gpu,
     "report": bench_report,
+    "scale": bench_scale,
     "all": lambda quick, device="cpu": run_bench("all", quick=quick, device=device),
 }
 

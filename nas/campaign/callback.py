@@ -34,9 +34,14 @@ class TableCallback(tune.Callback):
         self.ledger, self.progress = ledger, progress  # a Ledger actor name; a Progress
         self.watch = watch  # a nas.campaign.watch.Watch: status lines, the wait for resources
         self._table: CampaignTable | None = None  # opened once: a write costs O(1), not O(rows)
+        # the trials running now, kept as they start and end: counting them is O(1), not O(trials)
+        self._running: set[str] = set()
 
     def __getstate__(self) -> dict:  # Tune pickles callbacks with the experiment
-        return {**self.__dict__, "_table": None}
+        return {**self.__dict__, "_table": None, "_running": set()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"_running": set(), **state})
 
     @property
     def table(self) -> CampaignTable:
@@ -82,11 +87,9 @@ class TableCallback(tune.Callback):
 
             finished = row.get("status") in FINISHED_STATUSES
             lookup(self.ledger).add.remote(row, finished)
+        self._running.discard(row["trial_id"])
         if self.progress is not None:
-            running = sum(
-                t.status == "RUNNING" and t.trial_id != row["trial_id"] for t in trials or ()
-            )
-            self.progress.trial_finished(row, running)
+            self.progress.trial_finished(row, len(self._running))
 
     def _fallback(self, trial, result: dict, status, reason) -> dict:
         plan = trial.config.get("plan") or {}
@@ -114,8 +117,9 @@ class TableCallback(tune.Callback):
         return row
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self._running.add(trial.trial_id)
         if self.watch is not None:
-            self.watch.trial_started(trial, trials)
+            self.watch.trial_started(trial, len(self._running))
 
     def on_step_end(self, iteration, trials, **info):
         if self.watch is not None:

@@ -292,8 +292,9 @@ def _tuner(mode, space, runner, spec, folder, experiment, plans, n, seed, watch,
     search_alg = scheduler = None
     if mode == "search":
         search_alg = make_searcher(
-            space, runner, folder=folder, study_name=experiment, seed=seed, points=list(points)
-        )
+            space, runner, folder=folder, study_name=experiment, seed=seed, points=list(points),
+            planned=n,
+        )  # fmt: skip
         scheduler = make_scheduler(runner.scheduler, planned_epochs(spec.train))
         param_space, num_samples = None, n
     else:

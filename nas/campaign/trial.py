@@ -129,10 +129,12 @@ def _train_cfg(spec: TrialSpec, seed: int, train_overrides: Mapping[str, Any] | 
 
 
 def planned_epochs(train: Mapping[str, Any]) -> int:
-    """The epochs a trial trains for: its ``epochs`` setting, else the trainer's default."""
+    """The epochs a trial trains for: its ``epochs`` setting (0: measure only), else the
+    trainer's default."""
     from nas.train.trainer import TrainConfig
 
-    return int(train.get("epochs") or TrainConfig.epochs)
+    epochs = train.get("epochs")
+    return int(TrainConfig.epochs if epochs is None else epochs)
 
 
 def _status_of(exc: BaseException) -> str:
@@ -289,6 +291,9 @@ def _train(
     from nas.train import TrainConfig, train
     from nas.train.data import DataConfig, load_data
 
+    if planned_epochs(configs[0]) == 0:
+        _measure_only(spec, candidate, configs[0], row)
+        return
     cfg = TrainConfig.from_dict(configs[0], source="train")
     pre_cfg = PretrainConfig.from_dict(configs[1], source="pretrain")
     data_cfg = DataConfig.from_dict(
@@ -326,6 +331,26 @@ def _train(
     if result.status == "ok":
         row.update(erf_columns(model, data, settings))
         row.update(featdiv_columns(model, data, settings))
+
+
+def _measure_only(spec: TrialSpec, candidate: Candidate, train_cfg: Mapping, row: dict) -> None:
+    """``train.epochs: 0``: the zero-cost proxies at init when the space asks for them, no
+    training. The row is ok with 0 epochs and no accuracy or loss (never a stand-in)."""
+    from nas.campaign.analysis import init_proxies, measure_settings
+    from nas.models.build import build_model
+    from nas.train.data import DataConfig, load_data
+
+    settings = measure_settings(spec.measure)
+    if settings["proxies"]:
+        data_cfg = {**spec.data, "image_size": candidate.image_size}
+        data = load_data(DataConfig.from_dict(data_cfg, source="data"))
+        data = data.with_channels(candidate.in_chans)
+        torch.set_num_threads(max(1, spec.threads))
+        torch.manual_seed(int(train_cfg.get("seed", 0)))
+        model = build_model(candidate)
+        seed, classes = int(train_cfg.get("seed", 0)), data.num_classes
+        row.update(init_proxies(model, data, settings, seed=seed, num_classes=classes))
+    row.update(status="ok", reason=None)
 
 
 def _pretrain(candidate, data, pre_cfg, cfg, row, report, checkpoint, costs) -> dict | None:

@@ -54,24 +54,28 @@ class Watch:
     def rearm(self, progress: Progress | None) -> None:
         """Fresh clocks (a new run, or ``nas resume`` of a pickled one)."""
         self.progress = progress
-        self.last_line = self.last_check = 0.0
+        self.last_line = self.last_check = self.last_scan = 0.0
         self.started = time.time()
         self.stuck_since: float | None = None
         self.waits_said, self.gave_up, self.stop_line = 0, False, ""
         self.service_node: str | None = None
 
     # ------------------------------------------------------------------ Tune's loop
-    def trial_started(self, trial, trials) -> None:
+    def trial_started(self, trial, running: int) -> None:
+        """A line naming the trial's node; ``running``: the trials running now, this one too."""
         if self.progress is None:
             return
         node = _actor_node(trial)
-        running = sum(t.status == "RUNNING" for t in trials) + 1
         log.info("trial %s started on %s (%d running)", trial.trial_id, node, running)
         self.last_line = time.time()
 
     def step(self, trials) -> None:
-        """Called on every step of Tune's loop: cheap unless a check or a line is due."""
+        """Called on every step of Tune's loop: the trials are looked at (O(trials)) at most
+        every ``CHECK_S`` seconds, not on every step, so a long campaign's steps stay O(1)."""
         now = time.time()
+        if now - self.last_scan < min(CHECK_S, self.interval):
+            return
+        self.last_scan = now
         pending = sum(t.status == "PENDING" for t in trials)
         if not pending or any(t.status == "RUNNING" for t in trials):  # a node fits one
             self.stuck_since, self.waits_said = None, 0

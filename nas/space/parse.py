@@ -28,7 +28,7 @@ from nas.space.dimparse import DimParser, SpaceErrors
 from nas.space.dims import is_number
 from nas.space.pretrain import check_mask
 from nas.space.space import Space
-from nas.vocab import COLUMNS, COST_COLUMNS, SAMPLERS
+from nas.vocab import COLUMNS, COST_COLUMNS, METRIC_COLUMNS, SAMPLERS
 
 __all__ = ["load_space", "parse_space", "portable_space_text"]
 
@@ -79,6 +79,7 @@ def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None)
         )
     objectives = _objectives(err, data.get("objectives"))
     constraints = _constraints(err, data.get("constraints"))
+    _check_measure_only(err, train, pretrain, objectives)
     sampler = data.get("sampler", "tpe")
     if sampler not in SAMPLERS:
         err(
@@ -105,6 +106,22 @@ def parse_space(data: Any, *, source: str = "<space>", root: Path | None = None)
         source=source,
         claims=claims,
     )
+
+
+def _check_measure_only(err: SpaceErrors, train: dict, pretrain: dict, objectives: dict) -> None:
+    """``train.epochs: 0`` measures the candidates without training them: nothing may need a
+    trained network (an objective on accuracy or loss, pre-training)."""
+    if train.get("epochs") != 0:
+        return
+    trained = [k for k in objectives if k in METRIC_COLUMNS]
+    if trained:
+        err(
+            "objectives",
+            f"{trained} need training, but train.epochs is 0 (measure only); use measured "
+            f"columns ({list(COST_COLUMNS)}) or train.epochs >= 1",
+        )
+    if pretrain.get("method", "none") != "none":
+        err("pretrain.method", "pre-training needs training, but train.epochs is 0 (measure only)")
 
 
 def _check_top(err: SpaceErrors, data: Any) -> None:
