@@ -8,33 +8,9 @@ import pytest
 import yaml
 
 from nas.errors import UserError
-from nas.train import pathfinder, procedural
-from nas.train.data import DataConfig, load_data
-
-SMALL = {**pathfinder.DEFAULTS, "num_images": 400}
-
-
-@pytest.fixture(autouse=True)
-def _no_shared_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAS_CACHE", str(tmp_path / "cache"))
-    procedural._MEMORY.clear()
-
-
-def test_same_seed_same_images_bit_identical():
-    a = pathfinder.generate(SMALL, 32)
-    b = pathfinder.generate(dict(SMALL), 32)
-    assert a[0].dtype == np.uint8 and a[0].shape == (400, 1, 32, 32)
-    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-    assert a[0].tobytes() == b[0].tobytes()
-    other = pathfinder.generate({**SMALL, "seed": 1}, 32)
-    assert not np.array_equal(a[0], other[0])
-
-
-@pytest.mark.parametrize("n", [400, 401])
-def test_labels_balanced(n):
-    _, labels, _ = pathfinder.generate({**SMALL, "num_images": n}, 32)
-    assert labels.dtype == np.int64 and set(np.unique(labels)) == {0, 1}
-    assert abs(int(labels.sum()) - (n - int(labels.sum()))) <= 1
+from nas.train import pathfinder
+from nas.train.data import DataConfig
+from tests.test_procedural import assert_no_shortcut, no_shared_cache  # noqa: F401
 
 
 def _components_say_joined(image, markers, gap: int) -> bool:
@@ -71,16 +47,6 @@ def test_every_label_matches_connected_components(settings, size):
     assert np.array_equal(np.array(said, dtype=np.int64), labels)
 
 
-def _fit_logistic(features, labels) -> float:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    x = StandardScaler().fit_transform(features)
-    n = len(labels) * 2 // 3
-    clf = LogisticRegression(max_iter=2000).fit(x[:n], labels[:n])
-    return float(clf.score(x[n:], labels[n:]))
-
-
 @pytest.mark.heavy
 def test_no_shortcut_in_simple_statistics_or_pooled_image():
     """A linear classifier on ink, ink spread, marker distance and position, or the 4x4-pooled image
@@ -99,32 +65,7 @@ def test_no_shortcut_in_simple_statistics_or_pooled_image():
         [mass, mean_r, mean_c, np.abs(d).max(axis=1), np.hypot(*d.T), mid, np.hypot(*mid.T)]
         + [np.sort(radii, axis=1)]
     )
-    pooled = images[:, 0].reshape(-1, 8, 4, 8, 4).mean(axis=(2, 4)).reshape(len(images), -1)
-    acc_stats, acc_pooled = _fit_logistic(stats, labels), _fit_logistic(pooled, labels)
-    print(f"logistic regression accuracy: statistics {acc_stats:.3f}, 4x4-pooled {acc_pooled:.3f}")
-    assert 0.44 < acc_stats < 0.56 and 0.44 < acc_pooled < 0.56
-    # the marker distance has one distribution in both classes (not only the same mean)
-    dist = np.hypot(*d.T)
-    assert np.allclose(np.quantile(dist[labels == 1], [0.1, 0.5, 0.9]),
-                       np.quantile(dist[labels == 0], [0.1, 0.5, 0.9]), atol=1.5)  # fmt: skip
-
-
-def test_load_data_caches_arrays_only(tmp_path):
-    cfg = DataConfig.from_dict(
-        {"dataset": "pathfinder", "image_size": 32, "pathfinder": {"num_images": 300}}
-    )
-    first = load_data(cfg)
-    files = list((tmp_path / "cache" / "procedural").glob("pathfinder-*.npz"))
-    assert len(files) == 1
-    with np.load(files[0], allow_pickle=False) as z:  # readable without pickle
-        assert z["images"].dtype == np.uint8 and z["labels"].shape == (300,)
-    procedural._MEMORY.clear()
-    again = load_data(cfg)  # from the file
-    assert np.array_equal(first.train_x.numpy(), again.train_x.numpy())
-    assert first.num_classes == 2 and first.crop_pad == 0 and len(first.val_y) == 60
-    files[0].write_bytes(b"not an npz")  # a broken cache file is generated again
-    procedural._MEMORY.clear()
-    assert np.array_equal(load_data(cfg).val_x.numpy(), first.val_x.numpy())
+    assert_no_shortcut(images, labels, stats, np.hypot(*d.T), atol=1.5)
 
 
 @pytest.mark.parametrize(
