@@ -30,6 +30,7 @@ __all__ = ["Watch", "fit"]
 
 log = logging.getLogger("nas.progress")
 CHECK_S = 2.0  # how often the cluster's nodes are asked while trials are pending
+STARTING_S = 30.0  # a trial whose actor has not said where it runs by then: its line says '?'
 _LISTED = 8  # running trials named in a status line (the rest are counted)
 _QUIET_ON_STOP = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")
 
@@ -59,19 +60,55 @@ class Watch:
         self.stuck_since: float | None = None
         self.waits_said, self.gave_up, self.stop_line = 0, False, ""
         self.service_node: str | None = None
+        self._starting: dict[str, tuple] = {}  # trial id -> (its node's ObjectRef, running, since)
+
+    def __getstate__(self) -> dict:  # pickled with the experiment: no ObjectRef in it
+        return {**self.__dict__, "_starting": {}}
 
     # ------------------------------------------------------------------ Tune's loop
     def trial_started(self, trial, running: int) -> None:
-        """A line naming the trial's node; ``running``: the trials running now, this one too."""
+        """A line naming the trial's node; ``running``: the trials running now, this one too.
+        The node is asked without waiting (the actor may still be starting, or its node dying):
+        the line is said by ``step`` once the answer is in."""
         if self.progress is None:
             return
-        node = _actor_node(trial)
-        log.info("trial %s started on %s (%d running)", trial.trial_id, node, running)
+        host = trial.temporary_state.location.hostname
+        actor = trial.temporary_state.ray_actor
+        if host or actor is None:
+            self._say_started(trial.trial_id, host or "?", running)
+        else:
+            ref = actor.get_current_ip_pid.remote()
+            self._starting[trial.trial_id] = (ref, running, time.time())
+
+    def _say_started(self, trial_id: str, node: str, running: int) -> None:
+        log.info("trial %s started on %s (%d running)", trial_id, node, running)
         self.last_line = time.time()
+
+    def _starts_answered(self) -> None:
+        """The trial-start lines whose node has answered (or that waited STARTING_S: '?')."""
+        import ray
+
+        refs = {v[0]: k for k, v in self._starting.items()}
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+        now = time.time()
+        for trial_id, (ref, running, since) in list(self._starting.items()):
+            if ref in ready:
+                try:
+                    node = ray.get(ref)[0]
+                except Exception:  # noqa: BLE001 - the actor died as it started: Tune says so
+                    node = "?"
+            elif now - since >= STARTING_S:
+                node = "?"
+            else:
+                continue
+            del self._starting[trial_id]
+            self._say_started(trial_id, node, running)
 
     def step(self, trials) -> None:
         """Called on every step of Tune's loop: the trials are looked at (O(trials)) at most
         every ``CHECK_S`` seconds, not on every step, so a long campaign's steps stay O(1)."""
+        if self._starting:
+            self._starts_answered()
         now = time.time()
         if now - self.last_scan < min(CHECK_S, self.interval):
             return
@@ -180,21 +217,6 @@ class Watch:
             handler(signal.SIGUSR1, None)
         else:  # Tune runs outside the main thread: end it by an error, then say why
             raise CampaignPaused(self.stop_line)
-
-
-def _actor_node(trial) -> str:
-    """The node of a trial's actor (asked with a timeout: a node dying just then must not hold
-    up Tune's loop); '?' when it does not answer."""
-    import ray
-
-    actor = trial.temporary_state.ray_actor
-    if trial.temporary_state.location.hostname or actor is None:
-        return trial.temporary_state.location.hostname or "?"
-    try:
-        host, _pid = ray.get(actor.get_current_ip_pid.remote(), timeout=10)
-    except Exception:  # noqa: BLE001 - the actor died as it started: Tune reports that
-        return "?"
-    return host
 
 
 def _fits(free: dict, need: dict) -> bool:
