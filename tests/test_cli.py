@@ -302,3 +302,21 @@ def test_bad_flag_subprocess():
     assert proc.returncode == 2 and proc.stdout == ""
     assert "expected a positive integer, got 0" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_progress_lines_follow_stderr_when_it_is_swapped(monkeypatch):
+    """``main`` run twice in one process with stderr swapped (and the first one closed) in
+    between: progress lines go to the stderr of the moment, never to a closed stream."""
+    import logging
+
+    from nas.cli.main import _progress_to_stderr
+
+    _progress_to_stderr()
+    log = logging.getLogger("nas.progress")
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    log.info("one")
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    log.info("two")
+    assert second.getvalue().endswith(" two\n")

@@ -59,8 +59,12 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(self.period):
-            rss = _rss_mb()
-            self.samples.append((time.time(), rss, _state_kb(self.folder), _table_kb(self.folder)))
+            self.sample()
+        self.sample()  # one after the campaign: every mark has a sample taken after it
+
+    def sample(self) -> None:
+        rss = _rss_mb()
+        self.samples.append((time.time(), rss, _state_kb(self.folder), _table_kb(self.folder)))
 
 
 def _rss_mb() -> float | None:
@@ -85,14 +89,19 @@ def _table_kb(folder: Path) -> float:
 
 
 def _curve(df, samples: list, marks: list[int], window: int) -> list[dict]:
-    """One record per mark: the figures around the moment trial ``k`` finished."""
+    """One record per mark: the time per trial over the ``window`` trials that finished before
+    trial ``k``, and the first sample taken after trial ``k`` finished (the files then hold its
+    row, unless the sample fell in the instant between its finish and its table write); for the
+    campaign's last trial, the sample taken after the campaign ended."""
     ends = sorted(float(t) for t in df["finished_at"])
     out = []
     for k in (m for m in marks if m <= len(ends)):
         w = min(window, k - 1)
         at = ends[k - 1]
-        last = [s for s in samples if s[0] <= at][-1:] or samples[:1]
-        _, rss, state, table = last[0] if last else (at, None, None, None)
+        after = [s for s in samples if s[0] >= at][:1] or samples[-1:]
+        if k == len(ends):  # the last trial: the sample taken once the campaign had ended
+            after = samples[-1:]
+        _, rss, state, table = after[0] if after else (at, None, None, None)
         per = (at - ends[k - 1 - w]) / w if w else None
         out.append(dict(trials=k, wall_per_trial_s=per, rss_mb=rss, state_kb=state, table_kb=table))
     return out

@@ -15,11 +15,25 @@ from nas.errors import CampaignPaused, UserError
 __all__ = ["main"]
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a line is logged, not to the stream
+    it was made with: ``main`` called twice in one process (tests, notebooks) with stderr
+    swapped in between would otherwise write to a closed stream."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _progress_to_stderr() -> None:
     """Campaign progress (the ``nas.progress`` logger) goes to stderr, one line per event."""
     log = logging.getLogger("nas.progress")
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
