@@ -169,7 +169,8 @@ def test_results_folder_taken_by_a_file(capsys, files):
 
 def test_unreachable_cluster_fails_fast_subprocess(files):
     """A real ``nas survey`` process against addresses where no Ray listens: one line, exit 2,
-    within the runner's connect_timeout_s (no Ray retry loop, no hang), nothing written."""
+    nothing written; the line is the reachability probe's, which waits connect_timeout_s (not
+    Ray's own retry loop, ~21 s; no hang). No wall-clock bound: those flake on a loaded machine."""
     tmp, space = files
     runner = tmp / "runner.yaml"
     runner.write_text("name: far\naddress: 127.0.0.1:1\nconnect_timeout_s: 2\n")
@@ -179,19 +180,16 @@ def test_unreachable_cluster_fails_fast_subprocess(files):
         env.pop("RAY_ADDRESS", None)
         if address:
             env["RAY_ADDRESS"] = address  # overrides the profile
-        t0 = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "nas.cli", "survey", str(space), "--name", "c", "-n", "2",
              "--runner", str(runner), "--results", str(results)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
-        elapsed = time.perf_counter() - t0
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert proc.stdout == ""
         _one_line_error(proc.stderr, "survey")
         assert "cannot reach the Ray cluster at" in proc.stderr
-        assert (address or "127.0.0.1:1") in proc.stderr
-        assert elapsed < 25, elapsed  # interpreter + imports + at most connect_timeout_s
+        assert f"cluster at {address or '127.0.0.1:1'} within 2 s" in proc.stderr
         _nothing_written(results)
 
 
