@@ -23,12 +23,15 @@ demo: $(STAMP)
 claims: $(STAMP)
 	$(PY) -m nas.cli claims --runner runners/claims-local.yaml
 
-# --durations=15: the 15 slowest tests, to keep the suite under its 20-minute budget
+# JOBS parallel workers (pytest-xdist), one test module per worker at a time (its Ray session
+# and fixtures stay shared); --durations=15: the 15 slowest tests, to keep the suite under its
+# 20-minute budget on 2 cores
+JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(JOBS) --dist loadfile --durations=15
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m 'not heavy'
+	$(PY) -m pytest -q -n $(JOBS) --dist loadfile -m 'not heavy'
 
 # the docs/ site into site/ (offline; the CLI and YAML references are generated from the code)
 docs: $(STAMP)

@@ -11,6 +11,11 @@ from tests.ray_cluster import ray_cluster  # noqa: F401 - the 2-node loopback cl
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT / "spaces" / "presets"
+# The latency timing of test campaigns (a runner's ``latency:`` keys): three short rounds after
+# 0.1 s of warm-up instead of the protocol's 5-15 rounds after 1 s. The campaigns' tests check the
+# pipeline, not the figures' precision (tests/test_measure.py checks the protocol); the default
+# cost ~6 s of busy timing per trial, over a third of the suite's CPU time.
+QUICK_LATENCY = "warmup_s: 0.1, rounds: 3, max_rounds: 3"
 
 
 def kill_driver(proc) -> None:
@@ -93,6 +98,28 @@ def assert_refused_without_token(driver_pid: int, home: Path) -> None:
         assert procs[name].returncode != 0 and "CONNECTED" not in out[name], out[name][-2000:]
         assert f"Failed to connect to Ray cluster at {address}" in out[name], out[name][-2000:]
     assert "CONNECTED" in out["driver's"], out["driver's"][-2000:]
+
+
+# The slowest modules, slowest first (measured, `make test` on the 2-core machine): run first, so
+# that the parallel workers (pytest-xdist, one module per worker at a time: `--dist loadfile`)
+# end together instead of one of them running a long module alone at the end. Only the order.
+SLOW_FIRST = (
+    "test_campaign",
+    "test_cluster_isolated",
+    "test_cluster",
+    "test_replay",
+    "test_cli",
+    "test_pretrain",
+    "test_measure",
+    "test_funnel",
+    "test_report_cli",
+    "test_cli_train",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable within a module
 
 
 @pytest.fixture(autouse=True, scope="session")

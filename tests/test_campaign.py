@@ -14,7 +14,14 @@ import pytest
 from nas.campaign.table import read_table
 from nas.campaign.trial import STATUSES
 from nas.measure import ROW_KEYS
-from tests.conftest import PRESETS, ROOT, assert_refused_without_token, kill_driver, nas_process
+from tests.conftest import (
+    PRESETS,
+    QUICK_LATENCY,
+    ROOT,
+    assert_refused_without_token,
+    kill_driver,
+    nas_process,
+)
 
 pytestmark = pytest.mark.heavy
 
@@ -32,12 +39,12 @@ space:
   stage:
     kernel: {{choice: [3, 5], tie: true}}
 """
-RUNNER = """
+RUNNER = f"""
 name: test
 cpus_per_trial: 1
 max_concurrent: 2
 object_store_mb: 128
-latency: serial
+latency: {{mode: serial, {QUICK_LATENCY}}}
 """
 
 
@@ -186,8 +193,9 @@ def test_predicted_latency_fills_every_row_and_its_constraint_holds_back(ray_loc
                                      f"constraints: {{latency_pred_ms: [0, {limit}]}}")  # fmt: skip
     space.write_text(text)
     runner = tmp_path / "predict.yaml"
-    runner.write_text(RUNNER.replace("latency: serial", f"latency: {{mode: predict, model: "
-                                     f"{tmp_path / 'model.json'}}}"))  # fmt: skip
+    runner.write_text(RUNNER.replace(f"latency: {{mode: serial, {QUICK_LATENCY}}}",
+                                     f"latency: {{mode: predict, model: {tmp_path / 'model.json'}}}"))  # fmt: skip
+    assert "mode: predict" in runner.read_text()
     folder = run_campaign("survey", str(space), name="p", runner_path=str(runner), n=8, seed=0,
                           results=str(tmp_path))  # fmt: skip
     df = read_table(folder)

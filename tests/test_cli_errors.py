@@ -76,6 +76,7 @@ def _nothing_written(results: Path) -> None:
             "latency: {reference: nowhere.yaml}\n",
             "latency.reference: nowhere.yaml: cannot read (no such file)",
         ),
+        ("latency: {rounds: 2}\n", "latency.rounds: expected an integer >= 3, got 2"),
     ],
     ids=[
         "yaml",
@@ -91,6 +92,7 @@ def _nothing_written(results: Path) -> None:
         "predict_without_model",
         "missing_model",
         "missing_reference",
+        "too_few_rounds",
     ],
 )
 def test_malformed_runner(capsys, files, runner_text, needle):

@@ -21,7 +21,7 @@ import pytest
 
 from nas.campaign.table import CampaignTable, read_table
 from nas.campaign.trial import STATUSES
-from tests.conftest import PRESETS, ROOT
+from tests.conftest import PRESETS, QUICK_LATENCY, ROOT
 from tests.ray_cluster import HEAD_IP, WORKER_IP
 
 pytestmark = pytest.mark.heavy
@@ -269,7 +269,7 @@ def test_a_shrinking_cluster_stops_cleanly_and_resume_finishes(ray_cluster, tmp_
     if len(ray_cluster.alive_nodes()) < 2:  # the node-kill test above leaves the head alone
         ray_cluster.start_worker()
     space, runner = write(tmp_path, widths=[8, 12, 16], epochs=1, limit=320)
-    settings = "latency: service\nwait_for_resources_s: 10\nstatus_interval_s: 3\n"
+    settings = f"latency: {{mode: service, {QUICK_LATENCY}}}\nwait_for_resources_s: 10\nstatus_interval_s: 3\n"
     runner.write_text(runner.read_text().replace("latency: off\n", settings))
     env = ray_cluster.driver_env()
     folder = tmp_path / "shrink"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from nas.campaign.table import read_table
-from tests.conftest import PRESETS, ROOT
+from tests.conftest import PRESETS, QUICK_LATENCY, ROOT
 from tests.ray_cluster import HEAD_IP, WORKER_IP, RayCluster, free_port, node_env
 
 pytestmark = pytest.mark.heavy
@@ -34,14 +34,15 @@ space:
   width: {{choice: {{widths}}}}
   depths: [1, 1, 1, 1]
 """
-RUNNER = """
+RUNNER = f"""
 name: iso
-cpus_per_trial: {cpus}
-max_concurrent: {concurrent}
+cpus_per_trial: {{cpus}}
+max_concurrent: {{concurrent}}
 max_failures: 2
 reuse_actors: false
-storage_path: {storage}
+storage_path: {{storage}}
 sampler: random
+latency: {{{{{QUICK_LATENCY}}}}}
 """
 AWS = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -305,6 +306,37 @@ def test_runner_measurement_settings_are_parsed_and_recorded(tmp_path):
     path.write_text("latency: {dtype: float64}\n")
     with pytest.raises(UserError, match="latency.dtype: expected one of"):
         load_runner(path)
+    # the timing protocol's rounds: set ones reach the protocol, unset ones keep its defaults
+    path.write_text("latency: {warmup_s: 0.1, rounds: 3, max_rounds: 4, max_ci: 0.2}\n")
+    settings = load_runner(path).latency_settings()
+    assert {k: settings[k] for k in ("warmup_s", "rounds", "max_rounds", "max_ci")} == {
+        "warmup_s": 0.1, "rounds": 3, "max_rounds": 4, "max_ci": 0.2}  # fmt: skip
+    proto = LatencyProtocol(**settings)
+    assert (proto.rounds, proto.max_rounds, proto.warmup_s, proto.max_ci) == (3, 4, 0.1, 0.2)
+    path.write_text("latency: {rounds: 7}\n")
+    assert LatencyProtocol(**load_runner(path).latency_settings()).max_rounds == 15
+    bad = {
+        "{rounds: 2}": "latency.rounds: expected an integer >= 3, got 2",
+        "{max_rounds: 4.5}": "latency.max_rounds: expected an integer >= 3, got 4.5",
+        "{rounds: 6, max_rounds: 4}": "latency.max_rounds: expected an integer >= latency.rounds (6)",
+        "{warmup_s: -1}": "latency.warmup_s: expected a number of seconds >= 0, got -1",
+        "{max_ci: 0}": "latency.max_ci: expected a fraction of the median in (0, 1], got 0",
+    }
+    for text, message in bad.items():
+        path.write_text(f"latency: {text}\n")
+        with pytest.raises(UserError, match=re.escape(message)):
+            load_runner(path)
+
+
+def test_a_protocol_with_fewer_rounds_times_fewer_rounds():
+    """``latency: {rounds, max_rounds, warmup_s}`` is what the timing does: three rounds, not
+    the default five to fifteen."""
+    model = torch.nn.Conv2d(3, 4, 3).eval()
+    quick = LatencyProtocol(rounds=3, max_rounds=3, warmup_s=0.0, max_ci=1.0, min_round_s=0.001)
+    from nas.measure.latency import measure_latencies
+
+    row = measure_latencies({"m": model}, quick)["m"]
+    assert row["latency_rounds"] == 3 and row["latency_ms_p50"] > 0
 
 
 def test_measurement_settings_are_part_of_the_run_key():
@@ -322,11 +354,15 @@ def test_measurement_settings_are_part_of_the_run_key():
     assert trial_run_key(base, c, 0, None) == before
     default = replace(base, latency=Runner().latency_settings(), measure={"erf": False})
     assert trial_run_key(default, c, 0, None) == before
+    # the timing protocol's own defaults, written out, are defaults too
+    spelled = replace(default, latency={**default.latency, "rounds": 5, "warmup_s": 1.0})
+    assert trial_run_key(spelled, c, 0, None) == before
     changes = [
         {"latency": {**default.latency, "batch": 64}},
         {"latency": {**default.latency, "dtype": "bfloat16"}},
         {"latency": {**default.latency, "channels_last": False}},
         {"latency": {**default.latency, "threads": 2}},
+        {"latency": {**default.latency, "rounds": 3}},
         {"latency_off": True},
         {"memory_batch": 8},
         {"measure": {"erf": True}},

@@ -15,7 +15,7 @@ import nas
 from nas.errors import SpaceError
 from nas.pretrain import FCMAE, check_fcmae
 from nas.space.candidate import Candidate
-from tests.conftest import PRESETS, kill_driver, nas_process
+from tests.conftest import PRESETS, QUICK_LATENCY, kill_driver, nas_process
 
 SMALL = dict(
     image_size=64, in_chans=2, num_classes=10, widths=(16, 32, 64, 64), depths=(1, 1, 1, 1)
@@ -267,12 +267,12 @@ space:
   pretrain:
     method: {{choice: [none, fcmae]}}
 """
-CAMPAIGN_RUNNER = """
+CAMPAIGN_RUNNER = f"""
 name: test
 cpus_per_trial: 1
 max_concurrent: 1
 object_store_mb: 128
-latency: serial
+latency: {{mode: serial, {QUICK_LATENCY}}}
 """
 
 

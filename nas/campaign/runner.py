@@ -32,7 +32,14 @@ LATENCY_KEYS = (
     "channels_last",
     "reference",
     "model",
+    "warmup_s",
+    "rounds",
+    "max_rounds",
+    "max_ci",
 )
+# latency: keys that set the timing protocol's rounds (nas.measure.latency.LatencyProtocol);
+# unset ones keep the protocol's defaults
+TIMING_KEYS = ("warmup_s", "rounds", "max_rounds", "max_ci")
 DTYPES = ("float32", "bfloat16", "float16")
 SCHEDULERS = (None, *vocab.SCHEDULERS)
 AUTH_MODES = ("token", "disabled")  # Ray's RAY_AUTH_MODE values (nas.campaign.auth)
@@ -73,6 +80,8 @@ class Runner:
     # a candidate YAML path, or "off"
     latency_reference: str | None = None
     latency_model: str | None = None  # mode predict: the latency model (JSON) it predicts with
+    # the timing protocol's rounds, e.g. (("rounds", 3), ("warmup_s", 0.2)); unset: its defaults
+    latency_timing: tuple = ()
     memory_batch: int | None = None  # training memory measured at this batch (default: train's)
     sampler: str | None = None  # overrides the space's sampler in `nas search`
     scheduler: str | None = None  # asha on val_acc (search)
@@ -111,6 +120,7 @@ class Runner:
             "dtype": self.latency_dtype,
             "channels_last": self.latency_channels_last,
             "threads": self.latency_threads(),
+            **dict(self.latency_timing),
         }
 
     def latency_placement(self) -> dict[str, Any]:
@@ -265,6 +275,10 @@ def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
             if not (isinstance(v, str) and v):
                 raise SpaceError(source, "latency.model", f"expected a file path, got {v!r}")
             out["latency_model"] = v
+        elif key in TIMING_KEYS:
+            timing = dict(out.get("latency_timing", ()))
+            timing[key] = _timing_value(key, v, source=source)
+            out["latency_timing"] = tuple(sorted(timing.items()))
         elif key == "channels_last":
             if not isinstance(v, bool):
                 raise SpaceError(
@@ -275,7 +289,33 @@ def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
             raise SpaceError(source, f"latency.{key}", f"expected a number >= 0, got {v!r}")
         else:
             out["latency_cpus" if key == "cpus" else "latency_gpus"] = v
+    timing = dict(out.get("latency_timing", ()))
+    if timing.get("max_rounds", float("inf")) < timing.get("rounds", 1):
+        raise SpaceError(
+            source,
+            "latency.max_rounds",
+            f"expected an integer >= latency.rounds ({timing['rounds']}), got {timing['max_rounds']!r}",
+        )
     return out
+
+
+def _timing_value(key: str, v: Any, *, source: str) -> float | int:
+    """One ``latency:`` timing key, checked: warmup_s >= 0 s, rounds and max_rounds integers
+    >= 3 (the median's interval needs three rounds), max_ci in (0, 1]."""
+    real = isinstance(v, (int, float)) and not isinstance(v, bool)
+    if key == "warmup_s" and real and v >= 0:
+        return float(v)
+    if key in ("rounds", "max_rounds") and real and isinstance(v, int) and v >= 3:
+        return v
+    if key == "max_ci" and real and 0 < v <= 1:
+        return float(v)
+    allowed = {
+        "warmup_s": "a number of seconds >= 0",
+        "rounds": "an integer >= 3",
+        "max_rounds": "an integer >= 3",
+        "max_ci": "a fraction of the median in (0, 1]",
+    }[key]
+    raise SpaceError(source, f"latency.{key}", f"expected {allowed}, got {v!r}")
 
 
 def _memory_options(value: Any, *, source: str) -> dict[str, Any]:

@@ -102,10 +102,12 @@ def measurement_settings(spec: TrialSpec) -> dict[str, Any]:
     so a campaign grown under other settings measures again instead of reusing rows measured
     otherwise; default settings add nothing (the keys of earlier campaigns stand)."""
     from nas.campaign.analysis import measure_settings
-    from nas.campaign.runner import Runner
+    from nas.campaign.runner import TIMING_KEYS, Runner
+    from nas.measure.latency import LatencyProtocol
     from nas.settings import MEASURE_DEFAULTS
 
-    defaults = Runner().latency_settings()
+    protocol = {k: getattr(LatencyProtocol, k) for k in TIMING_KEYS}
+    defaults = protocol | Runner().latency_settings()
     out: dict[str, Any] = {"latency": "off"} if spec.latency_off else {}
     out |= {f"latency.{k}": v for k, v in spec.latency.items() if defaults.get(k) != v}
     if spec.latency_reference_key is not None and not spec.latency_off:

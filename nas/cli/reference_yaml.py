@@ -71,6 +71,11 @@ LATENCY_MEANINGS = {
     "batch": "batch of the timed forward",
     "dtype": "autocast dtype on CUDA",
     "channels_last": "time in channels_last layout",
+    "warmup_s": "seconds of untimed forwards before the rounds",
+    "rounds": "timed rounds at least (>= 3: the median's interval needs three); fewer rounds "
+    "measure sooner and noisier (the row's interval says how noisy)",
+    "max_rounds": "timed rounds at most, while the interval is wider than max_ci",
+    "max_ci": "re-time while the interval's half-width exceeds this fraction of the median",
 }
 # runner key -> its Runner field, where the names differ
 RUNNER_LATENCY_KEYS = {"mode": "latency", "threads": "latency_threads_"}
@@ -219,6 +224,11 @@ def _space_lines() -> list[str]:
 
 
 def _runner_default(key: str, defaults: Mapping[str, Any], latency: bool = False) -> str:
+    from nas.campaign.runner import TIMING_KEYS
+    from nas.measure.latency import LatencyProtocol
+
+    if latency and key in TIMING_KEYS:  # unset: the timing protocol's own default
+        return md_escape(yaml_value(getattr(LatencyProtocol, key)))
     field = RUNNER_LATENCY_KEYS.get(key, f"latency_{key}") if latency else key
     if field not in defaults:
         return ""
