@@ -227,16 +227,11 @@ def _check_values(r: Runner, source: str) -> None:
 
 
 def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
-    """``latency: {mode, cpus, gpus, threads, resources, batch, dtype, channels_last}`` -> Runner
-    fields."""
+    """``latency: {mode, cpus, gpus, threads, resources, batch, dtype, channels_last, reference,
+    model}`` and the timing keys -> Runner fields."""
+    _no_unknown_key(value, source=source)
     out: dict[str, Any] = {}
     for key, v in value.items():
-        if key not in LATENCY_KEYS:
-            raise SpaceError(
-                source,
-                f"latency.{key}",
-                f"unknown key{did_you_mean(key, LATENCY_KEYS)}; allowed: {list(LATENCY_KEYS)}",
-            )
         number = isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
         if key == "mode":
             out["latency"] = "off" if v is False else v
@@ -276,9 +271,7 @@ def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
                 raise SpaceError(source, "latency.model", f"expected a file path, got {v!r}")
             out["latency_model"] = v
         elif key in TIMING_KEYS:
-            timing = dict(out.get("latency_timing", ()))
-            timing[key] = _timing_value(key, v, source=source)
-            out["latency_timing"] = tuple(sorted(timing.items()))
+            continue  # below, together
         elif key == "channels_last":
             if not isinstance(v, bool):
                 raise SpaceError(
@@ -289,14 +282,28 @@ def _latency_options(value: Mapping, *, source: str) -> dict[str, Any]:
             raise SpaceError(source, f"latency.{key}", f"expected a number >= 0, got {v!r}")
         else:
             out["latency_cpus" if key == "cpus" else "latency_gpus"] = v
-    timing = dict(out.get("latency_timing", ()))
+    return out | _timing_options(value, source=source)
+
+
+def _no_unknown_key(value: Mapping, *, source: str) -> None:
+    for key in value:
+        if key not in LATENCY_KEYS:
+            hint = did_you_mean(key, LATENCY_KEYS)
+            raise SpaceError(
+                source, f"latency.{key}", f"unknown key{hint}; allowed: {list(LATENCY_KEYS)}"
+            )
+
+
+def _timing_options(value: Mapping, *, source: str) -> dict[str, Any]:
+    """``latency:``'s timing keys -> ``latency_timing`` (only the keys given)."""
+    timing = {k: _timing_value(k, v, source=source) for k, v in value.items() if k in TIMING_KEYS}
     if timing.get("max_rounds", float("inf")) < timing.get("rounds", 1):
         raise SpaceError(
             source,
             "latency.max_rounds",
             f"expected an integer >= latency.rounds ({timing['rounds']}), got {timing['max_rounds']!r}",
         )
-    return out
+    return {"latency_timing": tuple(sorted(timing.items()))} if timing else {}
 
 
 def _timing_value(key: str, v: Any, *, source: str) -> float | int:
