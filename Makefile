@@ -24,8 +24,8 @@ claims: $(STAMP)
 	$(PY) -m nas.cli claims --runner runners/claims-local.yaml
 
 # JOBS parallel workers (pytest-xdist), one test module per worker at a time (its Ray session
-# and fixtures stay shared); --durations=15: the 15 slowest tests, to keep the suite under its
-# 20-minute budget on 2 cores
+# and module fixtures stay in one worker: --dist loadfile); --durations=15: the 15 slowest
+# tests, to keep the suite under its 20-minute budget on 2 cores
 JOBS ?= 2
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(JOBS) --dist loadfile --durations=15

@@ -101,13 +101,13 @@ def assert_refused_without_token(driver_pid: int, home: Path) -> None:
 
 
 # The slowest modules, slowest first (measured, `make test` on the 2-core machine): run first, so
-# that the parallel workers (pytest-xdist, one module per worker at a time: `--dist loadfile`)
-# end together instead of one of them running a long module alone at the end. Only the order.
-SLOW_FIRST = (
-    "test_campaign",
+# that the parallel workers (pytest-xdist, one module per worker at a time) end together instead
+# of one of them running a long module alone at the end (`--dist loadfile`). Only the order.
+SLOW_FIRST = (  # the two loopback-cluster modules apart: they are then seldom run at once
     "test_cluster_isolated",
-    "test_cluster",
+    "test_campaign",
     "test_replay",
+    "test_cluster",
     "test_cli",
     "test_pretrain",
     "test_measure",
@@ -118,6 +118,7 @@ SLOW_FIRST = (
 
 
 def pytest_collection_modifyitems(config, items):
+    """The slowest modules first (the order in which xdist hands out the modules)."""
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable within a module
 
