@@ -92,8 +92,9 @@ class RayCluster:
             "RAY_health_check_period_ms": "1000",
             "RAY_health_check_timeout_ms": "1000",
             # a node starved of CPU for a while is not dead: with the test suite on two workers
-            # the 2-core machine runs at a load of ~8 and 8 missed checks were seen (a live
-            # worker node declared dead mid-test); 20 s is still far below Ray's default ~30 s
+            # the 2-core machine runs fully loaded, and in one CI run a cluster test's trials ran
+            # on the head alone (its worker node most likely declared dead after 8 missed
+            # checks); 20 s is still below Ray's default ~30 s
             "RAY_health_check_failure_threshold": "20",
             **(env or {}),
         }
