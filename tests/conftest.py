@@ -14,7 +14,7 @@ PRESETS = ROOT / "spaces" / "presets"
 # The latency timing of test campaigns (a runner's ``latency:`` keys): three short rounds after
 # 0.1 s of warm-up instead of the protocol's 5-15 rounds after 1 s. The campaigns' tests check the
 # pipeline, not the figures' precision (tests/test_measure.py checks the protocol); the default
-# cost ~6 s of busy timing per trial, over a third of the suite's CPU time.
+# cost ~6 s of busy timing per trial, about a third of the suite's CPU time.
 QUICK_LATENCY = "warmup_s: 0.1, rounds: 3, max_rounds: 3"
 
 
