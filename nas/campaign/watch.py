@@ -88,8 +88,8 @@ class Watch:
         """The trial-start lines whose node has answered (or that waited STARTING_S: '?')."""
         import ray
 
-        refs = {v[0]: k for k, v in self._starting.items()}
-        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+        refs = [ref for ref, _, _ in self._starting.values()]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         now = time.time()
         for trial_id, (ref, running, since) in list(self._starting.items()):
             if ref in ready:
